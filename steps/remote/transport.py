@@ -1,0 +1,45 @@
+"""The interface every transport (SSH, local shell) provides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class TransportStats:
+    """Counters the benchmarks and tests read."""
+
+    commands: int = 0
+    sessions: int = 0  # SSH connections opened to the login node (reconnects included)
+    command_seconds: float = 0.0
+    downloads: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+class Transport(Protocol):
+    stats: TransportStats
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        """Run ``command`` in a non-interactive bash; raise RemoteTimeout when it overruns."""
+        ...
+
+    def get(self, remote_path: str, local_path: Path) -> None:
+        """Copy one remote file to ``local_path``."""
+        ...
+
+    def close(self) -> None: ...
