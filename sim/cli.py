@@ -1,0 +1,170 @@
+"""`topup-sim`: build, start, inspect and stop the simulated site from one command.
+
+    topup-sim build  --root DIR            build the tree (default layout)
+    topup-sim up     --root DIR            build if missing, start the sshd pair, write site.json
+    topup-sim status --root DIR            sshd pair, active jobs, submissions, faults
+    topup-sim faults --root DIR --set k=v  change faults (JSON values), --reset to defaults
+    topup-sim down   --root DIR            stop the sshd pair and every process of the tree
+
+`up` leaves the two sshd daemons running after the command exits (the demo needs them);
+`down` finds them again through their work dir (``DIR/.sim/sshd``) and stops them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sim.faults import parse_assignment
+from sim.layout import SiteLayout, default_layout, generated_layout
+from sim.site import SimSite, build_site
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+RootOpt = Annotated[Path, typer.Option("--root", help="Directory of the simulated site")]
+
+
+def _sshd_dir(root: Path) -> Path:
+    return root / ".sim" / "sshd"
+
+
+def _sshd_state(root: Path) -> Path:
+    return root / ".sim" / "sshd.json"
+
+
+def _site_json(root: Path) -> Path:
+    return root / ".sim" / "site.json"
+
+
+def _layout(kind: str, rounds: int, dates: int, runs: int) -> SiteLayout:
+    if kind == "default":
+        return default_layout()
+    if kind == "generated":
+        return generated_layout(rounds=rounds, dates_per_round=dates, runs_per_date=runs)
+    raise typer.BadParameter("layout must be 'default' or 'generated'")
+
+
+def _open(root: Path) -> SimSite:
+    try:
+        return SimSite.open(root)
+    except FileNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+
+
+def _pair(root: Path) -> Any:
+    """The SshPair of this site (its processes found again through the work dir)."""
+    from sim.sshd import SshPair
+
+    ports: dict[str, int] = {}
+    if _sshd_state(root).is_file():
+        ports = json.loads(_sshd_state(root).read_text())
+    return SshPair(
+        workdir=_sshd_dir(root),
+        stop_at_exit=False,
+        jump_port=ports.get("jump"),
+        login_port=ports.get("login"),
+    )
+
+
+@app.command()
+def build(
+    root: RootOpt,
+    layout: Annotated[str, typer.Option(help="default | generated")] = "default",
+    rounds: Annotated[int, typer.Option(help="generated layout: rounds")] = 4,
+    dates: Annotated[int, typer.Option(help="generated layout: dates per round")] = 20,
+    runs: Annotated[int, typer.Option(help="generated layout: runs per date")] = 5,
+) -> None:
+    """Build the simulated tree under ROOT (which must be empty or absent)."""
+    site = build_site(root, _layout(layout, rounds, dates, runs))
+    typer.echo(f"built {site.root}")
+
+
+@app.command()
+def up(
+    root: RootOpt,
+    auth: Annotated[str, typer.Option(help="key | password | both")] = "key",
+) -> None:
+    """Build ROOT if missing, start the sshd pair and write ROOT/.sim/site.json."""
+    root = root.resolve()
+    site = SimSite.open(root) if (root / ".sim/layout.json").is_file() else build_site(root)
+    pair = _pair(root)
+    pair.start()
+    pair.follow_faults(root / ".sim" / "faults.json")
+    _sshd_state(root).write_text(json.dumps({"jump": pair.jump_port, "login": pair.login_port}))
+    settings = site.settings(**pair.client_overrides(auth=auth))
+    data = settings.model_dump(mode="json", exclude={"jump_password", "login_password"})
+    if auth in ("password", "both"):  # the demo needs them; the file is root-only
+        for hop in ("jump", "login"):
+            data[hop]["password"] = pair.password
+    path = _site_json(root)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.chmod(0o600)
+    typer.echo(f"jump host  127.0.0.1:{pair.jump_port}")
+    typer.echo(f"login node 127.0.0.1:{pair.login_port}")
+    typer.echo(f"site settings: {path}")
+    typer.echo(f"(use it as TOPUP_SITES_DIR={path.parent} with site name 'site')")
+
+
+@app.command()
+def down(root: RootOpt) -> None:
+    """Stop the sshd pair and every job and process of the tree."""
+    root = root.resolve()
+    site = _open(root)
+    if _sshd_dir(root).is_dir():
+        _pair(root).stop()
+    killed = site.stop_jobs()
+    left = site.tree_processes()
+    typer.echo(f"stopped sshd pair and {killed} process(es); {len(left)} left")
+    if left:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(root: RootOpt) -> None:
+    """Show the sshd pair, active jobs, submission count and faults."""
+    root = root.resolve()
+    site = _open(root)
+    if _sshd_dir(root).is_dir():
+        pair = _pair(root)
+        alive = len(pair.processes())
+        ports = json.loads(_sshd_state(root).read_text()) if _sshd_state(root).is_file() else {}
+        typer.echo(f"sshd: {alive} process(es), ports {ports}")
+    else:
+        typer.echo("sshd: not started")
+    jobs = site.active_jobs()
+    typer.echo(f"submissions: {len(site.submissions())}, active jobs: {len(jobs)}")
+    for job in jobs:
+        typer.echo(f"  {job['id']} {job['state']} {job['jobfile']} ({job['cwd']})")
+    typer.echo(f"db ledger: {len(site.db_ledger())} insert(s)")
+    typer.echo("faults: " + site.faults().model_dump_json())
+
+
+@app.command()
+def faults(
+    root: RootOpt,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value (value parsed as JSON)")
+    ] = None,
+    reset: Annotated[bool, typer.Option(help="back to the defaults first")] = False,
+) -> None:
+    """Change the faults of the site (read by its scripts and jobs when they run)."""
+    site = _open(root.resolve())
+    if reset:
+        site.reset_faults()
+    changes: dict[str, Any] = {}
+    for item in set_ or []:
+        try:
+            key, value = parse_assignment(item)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        changes[key] = value
+    current = site.set_faults(**changes) if changes else site.faults()
+    typer.echo(current.model_dump_json(indent=1))
+
+
+if __name__ == "__main__":
+    app()

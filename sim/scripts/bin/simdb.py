@@ -1,0 +1,226 @@
+"""Step-8 programs of the simulated site: the OfflineEvtFilter tools and genInsertCmd.sh.
+
+The real programs are not public (steps-7-8.md §0); these follow their names and the
+step's expectations: `ccompare/a.out` reports repeated / out-of-order / missing runs as
+``run N Error:  Repeat|Order|Miss``, `check/a.out` is silent when every file is there, and
+``genInsertCmd.sh -sub_switch 1`` appends one JSON line per insert to ``.sim/db_ledger.log``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from simcommon import LEDGER, append_line, atomic_write, hook
+
+TABLES = {
+    "InjSigInterval": ("InjSigIntervalCalConst", re.compile(r"^InjSigInterval_(\d+)_(\d+)\.root$")),
+    "InjSigTime": ("InjSigTimeCalConst", re.compile(r"^InjSigTime_00(\d+)_\d+\.root$")),
+    "OfflineEvtFilter": (
+        "OfflineEvtFilterCalConst",
+        re.compile(r"^OfflineEvtFilter_00(\d+)_\d+\.root$"),
+    ),
+}
+
+
+def read_runs(path: Path) -> list[tuple[int, str]]:
+    """(run, rest of line) for every line of a run table that starts with a number."""
+    out = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0].isdigit():
+            out.append((int(fields[0]), " ".join(fields[1:])))
+    return out
+
+
+def duration(argv: list[str]) -> int:
+    """duration_caculate/a.out: run durations from the copied interval.txt."""
+    rc = hook(["a.out", "duration_caculate/a.out"])
+    if rc:
+        return rc
+    src = Path("../interval.txt")
+    try:
+        runs = read_runs(src)
+    except OSError:
+        print(f"ERROR: cannot open {src}")
+        return 1
+    lines = []
+    total = 0
+    for run, _rest in runs:
+        seconds = 1800 + (run * 37) % 1900
+        total += seconds
+        lines.append(f"{run} {seconds}")
+    atomic_write(Path("duration.txt"), "\n".join(lines) + ("\n" if lines else ""))
+    print(f"{len(runs)} runs, total duration {total} s, written to duration.txt")
+    return 0
+
+
+def ccompare(argv: list[str]) -> int:
+    """ccompare/a.out: consistency of interval.txt, window.dat and ets_cut.txt."""
+    rc = hook(["a.out", "ccompare/a.out"])
+    if rc:
+        return rc
+    try:
+        interval = read_runs(Path("../interval.txt"))
+        window = read_runs(Path("../window.dat"))
+        ets = read_runs(Path("../ets_cut.txt"))
+    except OSError as exc:
+        print(f"ERROR: cannot open {exc.filename}")
+        return 1
+    problems: list[str] = []
+    seen: set[int] = set()
+    previous = -1
+    for run, _rest in interval:
+        if run in seen:
+            problems.append(f"run {run} Error:  Repeat")
+        elif run < previous:
+            problems.append(f"run {run} Error:  Order")
+        seen.add(run)
+        previous = max(previous, run)
+    for run in sorted({r for r, _ in window} | {r for r, _ in ets}):
+        if run not in seen:
+            problems.append(f"run {run} Error:  Miss")
+    for line in problems:
+        print(line)
+    print(f"compared {len(seen)} runs of interval.txt with window.dat and ets_cut.txt")
+    return 0
+
+
+def offline_const(argv: list[str]) -> int:
+    """OfflineEvtFilter/a.out <bosse> <from> <to>: one constant file per run in range."""
+    rc = hook(["a.out", "OfflineEvtFilter/a.out"])
+    if rc:
+        return rc
+    if len(argv) != 3 or not all(a.isdigit() for a in argv):
+        print("usage: a.out <boss version, e.g. 720> <run_from> <run_to>")
+        return 1
+    bosse, lo, hi = argv[0], int(argv[1]), int(argv[2])
+    try:
+        interval = read_runs(Path("interval.txt"))
+    except OSError:
+        print("ERROR: cannot open interval.txt (run cp_3files.sh first)")
+        return 1
+    windows = {r: rest for r, rest in _safe_runs(Path("window.dat"))}
+    ets = {r: rest for r, rest in _safe_runs(Path("ets_cut.txt"))}
+    runs = sorted({r for r, _ in interval if lo <= r <= hi})
+    if not runs:
+        print(f"ERROR: no run between {lo} and {hi} in interval.txt")
+        return 1
+    values = dict(interval)
+    for run in runs:
+        name = f"OfflineEvtFilter_00{run}_{bosse}.root"
+        body = (
+            f"root\x00\x00\xf9\xff OfflineEvtFilter run {run}\n"
+            f"interval {values.get(run, '')}\nwindows {windows.get(run, '')}\n"
+            f"ets_cut {ets.get(run, '')}\n"
+        )
+        atomic_write(Path(name), body)
+        print(f"generate {name}")
+    return 0
+
+
+def _safe_runs(path: Path) -> list[tuple[int, str]]:
+    try:
+        return read_runs(path)
+    except OSError:
+        return []
+
+
+def check(argv: list[str]) -> int:
+    """check/a.out <bosse> <from> <to>: silent when every run's file is listed and sane."""
+    rc = hook(["a.out", "check/a.out"])
+    if rc:
+        return rc
+    if len(argv) != 3 or not all(a.isdigit() for a in argv):
+        print("usage: a.out <boss version> <run_from> <run_to>")
+        return 1
+    bosse, lo, hi = argv[0], int(argv[1]), int(argv[2])
+    try:
+        listed = {Path(x).name for x in Path("file.txt").read_text().split()}
+    except OSError:
+        print("ERROR: cannot open file.txt")
+        return 1
+    runs = sorted({r for r, _ in _safe_runs(Path("../interval.txt")) if lo <= r <= hi})
+    for run in runs:
+        name = f"OfflineEvtFilter_00{run}_{bosse}.root"
+        path = Path("..") / name
+        if name not in listed:
+            print(f"run {run}: {name} is not in file.txt")
+        elif not path.is_file() or path.stat().st_size == 0:
+            print(f"run {run}: {name} is missing or empty")
+    return 0
+
+
+def geninsert(argv: list[str]) -> int:
+    """genInsertCmd.sh <kind> <boss> <round> -runfrom F -runto T -sub_switch 0|1."""
+    kind, boss, round_, *args = argv
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        if args[i].startswith("-") and i + 1 < len(args):
+            opts[args[i].lstrip("-")] = args[i + 1]
+            i += 2
+        else:
+            i += 1
+    switch = opts.get("sub_switch", "")
+    names = ["genInsertCmd.sh", f"{kind}/genInsertCmd.sh"]
+    names += [f"{n}:{switch}" for n in names]
+    rc = hook(names)
+    if rc:
+        return rc
+    lo_s, hi_s = opts.get("runfrom", ""), opts.get("runto", "")
+    if not (lo_s.isdigit() and hi_s.isdigit()) or switch not in ("0", "1"):
+        print("Usage: genInsertCmd.sh -runfrom <run> -runto <run> -sub_switch <0|1>")
+        return 1
+    lo, hi = int(lo_s), int(hi_s)
+    table, pattern = TABLES[kind]
+    here = Path.cwd()
+    files = []
+    for path in sorted(here.iterdir()):
+        m = pattern.match(path.name)
+        if not m:
+            continue
+        first = int(m.group(1))
+        last = int(m.group(2)) if kind == "InjSigInterval" else first
+        if first <= hi and last >= lo:
+            files.append((path, first, last))
+    if not files:
+        print(f"ERROR: no {kind} constant file for runs {lo}-{hi} in {here}")
+        return 1
+    statements = [
+        f"insert into {table} (SftVer,ParVer,RunFrom,RunTo,FileName,Status) values "
+        f"('{boss}',1,{first},{last},'{path}','OK');"
+        for path, first, last in files
+    ]
+    if switch == "0":
+        print(f"# {len(files)} insert(s) planned into {table} for runs {lo}-{hi} (not submitted)")
+        for s in statements:
+            print(s)
+        return 0
+    user = getpass.getuser()
+    for (path, first, last), statement in zip(files, statements, strict=True):
+        record = {
+            "time": time.time(),
+            "kind": kind,
+            "table": table,
+            "boss": boss,
+            "round": None if round_ == "-" else round_,
+            "run_from": lo,
+            "run_to": hi,
+            "file": str(path),
+            "file_run_from": first,
+            "file_run_to": last,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "user": user,
+            "statement": statement,
+        }
+        append_line(LEDGER, json.dumps(record, sort_keys=True))
+        print(f"inserted: {statement}")
+    print(f"{len(files)} record(s) inserted into {table}")
+    sys.stdout.flush()
+    return 0

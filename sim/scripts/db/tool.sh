@@ -1,0 +1,3 @@
+#!/bin/bash
+# @NAME@ of the simulated site (see sim/bin/simdb.py).
+exec @PY@ @SIMTOOL@ @TOOL@ "$@"

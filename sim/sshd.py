@@ -1,0 +1,601 @@
+"""Two real OpenSSH servers on loopback: the simulated jump host and login node.
+
+The remote layer must be exercised against the real protocol (jump-host forwarding, host
+key checks, SFTP, dropped connections), so this runs ``/usr/sbin/sshd`` twice, as root,
+each with its own config, host key, port and log under one work dir. Stdlib only.
+
+Processes of a pair are found through /proc: the listener is our child; every sshd a
+connection forks keeps the server's log file open, which identifies it even after the
+listener has gone (its process title no longer shows the config).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from sim import users
+
+Role = Literal["jump", "login"]
+ROLES: tuple[Role, ...] = ("login", "jump")  # login first: the jump config names its port
+HOST = "127.0.0.1"
+SFTP_SERVER_CANDIDATES = (
+    Path("/usr/lib/openssh/sftp-server"),
+    Path("/usr/libexec/openssh/sftp-server"),
+    Path("/usr/libexec/sftp-server"),
+)
+PRIVSEP_DIR = Path("/run/sshd")
+LOG_LEVELS = ("QUIET", "FATAL", "ERROR", "INFO", "VERBOSE", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3")
+
+
+class SshdError(RuntimeError):
+    """An sshd of the pair could not be started or controlled."""
+
+
+def _wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+) -> None:
+    """Poll ``condition`` until it holds; raise SshdError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SshdError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A port the kernel just considered free on loopback (may race; start() retries)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def ssh_banner(port: int, timeout: float = 1.0) -> str | None:
+    """The identification string a server on ``port`` sends, or None if none answers."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            data = b""
+            while b"\n" not in data and len(data) < 256:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    line = data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+    return line if line.startswith("SSH-") else None
+
+
+def _ppid_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may contain spaces/parentheses: fields start after the last ')'.
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return int(rest[1]), rest[0]
+
+
+def _alive(pid: int) -> bool:
+    info = _ppid_and_state(pid)
+    return info is not None and info[1] not in ("Z", "X")
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _exe(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def _has_open(pid: int, target: str) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _keygen(path: Path, comment: str) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@dataclass
+class _Server:
+    """One sshd: its files, port and listener process."""
+
+    role: Role
+    dir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    # Fixed port (asked for, or kept from the first start): never re-chosen.
+    port_fixed: bool = False
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "sshd_config"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "sshd.log"
+
+
+# Strong references: a pair dropped without stop() is still stopped at exit.
+_LIVE: set[SshPair] = set()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for pair in list(_LIVE):
+        pair.stop()
+
+
+class SshPair:
+    """A jump host and a login node (real sshd processes) reachable as ``user``.
+
+    Key and password authentication work on both hops. The jump host forwards only to
+    the login node; the login node forwards nothing and serves SFTP through a wrapper
+    that fails while ``faults/sftp_fail`` exists in the work dir.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        user: str = "topup",
+        password: str | None = None,
+        sshd: Path = Path("/usr/sbin/sshd"),
+        log_level: str = "DEBUG1",
+        start_timeout: float = 15.0,
+        stop_at_exit: bool = True,
+        jump_port: int | None = None,
+        login_port: int | None = None,
+    ) -> None:
+        self.user = users.check_user_name(user)
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="topup-sshd-")).resolve()
+        self.sshd = sshd
+        # DEBUG1 is the lowest level at which sshd logs each direct-tcpip forwarding.
+        if log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {LOG_LEVELS}, got {log_level!r}")
+        self.log_level = log_level
+        self.start_timeout = start_timeout
+        self._password_arg = password
+        self._servers: dict[Role, _Server] = {r: _Server(r, self.workdir / r) for r in ROLES}
+        for role, fixed in (("jump", jump_port), ("login", login_port)):
+            if fixed is not None:
+                self._servers[role].port = fixed
+                self._servers[role].port_fixed = True
+        self._sftp_server = next((p for p in SFTP_SERVER_CANDIDATES if p.exists()), None)
+        self._prepared = False
+        # False only for a long-lived demo site that another command stops later.
+        self.stop_at_exit = stop_at_exit
+
+    # ----------------------------------------------------------------- files
+    @property
+    def client_key(self) -> Path:
+        return self.workdir / "client_ed25519"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.workdir / "authorized_keys"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.workdir / "known_hosts"
+
+    @property
+    def password_file(self) -> Path:
+        return self.workdir / "password"
+
+    @property
+    def fault_dir(self) -> Path:
+        return self.workdir / "faults"
+
+    @property
+    def sftp_wrapper(self) -> Path:
+        return self.workdir / "sftp-subsystem"
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def port(self, role: Role) -> int:
+        return self._servers[role].port
+
+    @property
+    def jump_port(self) -> int:
+        return self._servers["jump"].port
+
+    @property
+    def login_port(self) -> int:
+        return self._servers["login"].port
+
+    def log_path(self, role: Role) -> Path:
+        return self._servers[role].log
+
+    def log_text(self, role: Role) -> str:
+        log = self._servers[role].log
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def pid(self, role: Role) -> int | None:
+        """The listener's pid while it runs."""
+        proc = self._servers[role].proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def host_public_key(self, role: Role) -> str:
+        """``ssh-ed25519 AAAA...`` of that server's host key."""
+        text = self._servers[role].host_key.with_suffix(".pub").read_text().split()
+        return f"{text[0]} {text[1]}"
+
+    # --------------------------------------------------------------- prepare
+    def _prepare(self) -> None:
+        """Create user, keys, password, wrapper; only once (restart keeps the keys)."""
+        if self._prepared:
+            return
+        PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+        # sshd reads AuthorizedKeysFile and runs the SFTP wrapper as the user: the work
+        # dir must be traversable by it (secrets inside stay 0600).
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        entry = users.ensure_user(self.user)
+        for parent in self.workdir.parents:
+            st = parent.stat()
+            if not (st.st_mode & stat.S_IXOTH or st.st_uid == entry.pw_uid):
+                raise SshdError(
+                    f"{parent} is not traversable by {self.user}: sshd could not read "
+                    "the authorized keys; put the work dir elsewhere (e.g. under /tmp)"
+                )
+        password = self._password_arg
+        if password is None:
+            password = users.machine_password(self.user)
+        else:
+            users.set_password(self.user, password)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        if not self.client_key.exists():
+            _keygen(self.client_key, "topup-sim-client")
+        self.authorized_keys.write_text(self.client_key.with_suffix(".pub").read_text())
+        os.chmod(self.authorized_keys, 0o644)
+        self.fault_dir.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(self.fault_dir, 0o755)
+        self._write_sftp_wrapper()
+        for server in self._servers.values():
+            server.dir.mkdir(mode=0o755, exist_ok=True)
+            if not server.host_key.exists():
+                _keygen(server.host_key, f"topup-sim-{server.role}")
+        self._prepared = True
+
+    def _write_sftp_wrapper(self) -> None:
+        flag = shlex.quote(str(self.fault_dir / "sftp_fail"))
+        follow = shlex.quote(str(self.fault_dir / "follow"))
+        target = shlex.quote(str(self._sftp_server) if self._sftp_server else "/bin/false")
+        self.sftp_wrapper.write_text(
+            "#!/bin/sh\n"
+            "# SFTP subsystem of the simulated login node; fails on demand (fault injection):\n"
+            "# while the flag file exists, or the followed faults.json says sftp_fail: true.\n"
+            "fail() { echo 'sftp-server: disabled by fault injection' >&2; exit 1; }\n"
+            f"[ -e {flag} ] && fail\n"
+            f"faults=$(cat {follow} 2>/dev/null)\n"
+            'if [ -n "$faults" ] && [ -r "$faults" ] && '
+            'grep -Eq \'"sftp_fail"[[:space:]]*:[[:space:]]*true\' "$faults"; then fail; fi\n'
+            f'exec {target} "$@"\n'
+        )
+        os.chmod(self.sftp_wrapper, 0o755)
+
+    def _config_text(self, server: _Server) -> str:
+        common = [
+            f"Port {server.port}",
+            f"ListenAddress {HOST}",
+            f"HostKey {server.host_key}",
+            "PidFile none",
+            f"AuthorizedKeysFile {self.authorized_keys}",
+            # The work dir lives under /tmp, which StrictModes would reject.
+            "StrictModes no",
+            # No PAM: pam_loginuid and friends fail in containers; sshd checks shadow itself.
+            "UsePAM no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication yes",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin no",
+            "PermitEmptyPasswords no",
+            f"AllowUsers {self.user}",
+            "UseDNS no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "X11Forwarding no",
+            "AllowAgentForwarding no",
+            "AllowStreamLocalForwarding no",
+            "PermitTunnel no",
+            "GatewayPorts no",
+            "PermitUserEnvironment no",
+            # Tests and the benchmark open many connections at once.
+            "MaxStartups 200",
+            "MaxSessions 64",
+            "MaxAuthTries 6",
+            "LoginGraceTime 30",
+            f"LogLevel {self.log_level}",
+        ]
+        if server.role == "jump":
+            login_port = self._servers["login"].port
+            role_lines = [
+                "AllowTcpForwarding local",
+                f"PermitOpen {HOST}:{login_port}",
+            ]
+        else:
+            sftp = str(self.sftp_wrapper) if self._sftp_server else "internal-sftp"
+            role_lines = ["AllowTcpForwarding no", f"Subsystem sftp {sftp}"]
+        return "\n".join(common + role_lines) + "\n"
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> SshPair:
+        """Start both servers and wait until each answers with an SSH banner."""
+        self._prepare()
+        if self.stop_at_exit:
+            _LIVE.add(self)
+        try:
+            for role in ROLES:
+                if self.pid(role) is None:
+                    self._start_server(self._servers[role])
+            self._write_known_hosts()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_server(self, server: _Server) -> None:
+        attempts = 1 if server.port_fixed else 5
+        last_error = ""
+        for _ in range(attempts):
+            if not server.port_fixed:
+                server.port = free_port()
+            server.config.write_text(self._config_text(server))
+            check = subprocess.run(
+                [str(self.sshd), "-t", "-f", str(server.config)], capture_output=True, text=True
+            )
+            if check.returncode != 0:
+                raise SshdError(f"{server.role} sshd config invalid: {check.stderr.strip()}")
+            with open(server.log, "ab") as log:
+                log.write(f"=== topup-sim: starting {server.role} on port {server.port}\n".encode())
+                mark = log.tell()
+            server.proc = subprocess.Popen(
+                [str(self.sshd), "-D", "-E", str(server.log), "-f", str(server.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            proc = server.proc
+
+            def ready(
+                p: subprocess.Popen[bytes] = proc, port: int = server.port, mark: int = mark
+            ) -> bool:
+                # Our own listener must say it listens: a banner alone could come from
+                # another process that took the port first.
+                if p.poll() is not None:
+                    return True
+                own = f"Server listening on {HOST} port {port}." in self._log_since(server, mark)
+                return own and ssh_banner(port) is not None
+
+            try:
+                _wait_until(
+                    ready,
+                    self.start_timeout,
+                    f"{server.role} sshd banner on port {server.port}",
+                )
+            except SshdError:
+                self._stop_server(server)
+                raise
+            if proc.poll() is None:
+                server.port_fixed = True
+                return
+            # Exited early: most likely the port was taken meanwhile; retry on a new one.
+            last_error = self.log_text(server.role)[-2000:]
+            server.proc = None
+        raise SshdError(f"{server.role} sshd did not start: {last_error}")
+
+    @staticmethod
+    def _log_since(server: _Server, offset: int) -> str:
+        with open(server.log, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
+    def _write_known_hosts(self) -> None:
+        lines = [
+            f"[{HOST}]:{self._servers[r].port} {self.host_public_key(r)}\n"
+            for r in ("jump", "login")
+        ]
+        self.known_hosts.write_text("".join(lines))
+        os.chmod(self.known_hosts, 0o644)
+
+    def stop(self, role: Role | None = None) -> None:
+        """Stop one server or both, their live connections included, and reap them.
+
+        ``start()`` brings a stopped server back on its port with its keys.
+        """
+        for r in (role,) if role else ("jump", "login"):
+            self._stop_server(self._servers[r])
+        if all(self.pid(r) is None for r in ROLES):
+            _LIVE.discard(self)
+
+    def _stop_server(self, server: _Server) -> None:
+        # Sessions first, while the listener is alive to reap them.
+        self._kill_pids(self._session_pids(server))
+        proc = server.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        server.proc = None
+        # A connection accepted in between outlives the listener: sweep by log file.
+        self._kill_pids(self._pids_of(server))
+
+    def restart(self, role: Role) -> None:
+        """Stop one server (dropping its connections) and start it on the same port and keys."""
+        server = self._servers[role]
+        self._stop_server(server)
+        self._start_server(server)
+
+    def close(self) -> None:
+        """Stop, and remove the work dir if this pair created it."""
+        self.stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> SshPair:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"SshPair(workdir={str(self.workdir)!r}, user={self.user!r}, "
+            f"jump_port={self.jump_port}, login_port={self.login_port})"
+        )
+
+    # -------------------------------------------------------------- sessions
+    def _pids_of(self, server: _Server) -> list[int]:
+        """Every live sshd process of this server: those holding its log file open."""
+        log = str(server.log)
+        sshd = os.path.realpath(self.sshd)
+        found = []
+        for pid in _all_pids():
+            exe = _exe(pid)
+            if exe is None or os.path.realpath(exe) != sshd:
+                continue
+            if _alive(pid) and _has_open(pid, log):
+                found.append(pid)
+        return found
+
+    def _session_pids(self, server: _Server) -> list[int]:
+        listener = server.proc.pid if server.proc is not None else None
+        return [p for p in self._pids_of(server) if p != listener]
+
+    def processes(self) -> list[int]:
+        """All live sshd processes of the pair (listeners and connections)."""
+        return [pid for s in self._servers.values() for pid in self._pids_of(s)]
+
+    def sessions(self, role: Role) -> int:
+        """Live connections of that server: the listener's per-connection children."""
+        listener = self.pid(role)
+        if listener is None:
+            return 0
+        count = 0
+        for pid in _all_pids():
+            info = _ppid_and_state(pid)
+            if info is not None and info[0] == listener and info[1] not in ("Z", "X"):
+                count += 1
+        return count
+
+    def kill_sessions(self, role: Role) -> int:
+        """Drop every live connection of that server (SIGKILL, like a lost network).
+
+        The listener stays up. Commands the users started are left alone, as a real
+        dropped connection would; only sshd processes die. Returns how many connections
+        were dropped.
+        """
+        dropped = self.sessions(role)
+        self._kill_pids(self._session_pids(self._servers[role]))
+        return dropped
+
+    @staticmethod
+    def _kill_pids(pids: list[int]) -> None:
+        """SIGKILL the processes, children before parents.
+
+        A parent then reaps its killed child; killing both at once would orphan the child
+        to PID 1, which here does not reap, leaving zombies behind.
+        """
+        remaining = set(pids)
+        while remaining:
+            parents = {info[0] for p in remaining if (info := _ppid_and_state(p)) is not None}
+            leaves = [p for p in remaining if p not in parents] or list(remaining)
+            for pid in leaves:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            _wait_until(
+                lambda ls=leaves: not any(_alive(p) for p in ls), 10.0, f"sshd {leaves} to die"
+            )
+            remaining = {p for p in remaining - set(leaves) if _alive(p)}
+
+    # ---------------------------------------------------------------- faults
+    def set_sftp_fail(self, fail: bool) -> None:
+        """Make the login node's SFTP subsystem fail (True) or work (False)."""
+        if self._sftp_server is None:
+            raise SshdError("SFTP fault injection needs an sftp-server binary (none found)")
+        flag = self.fault_dir / "sftp_fail"
+        if fail:
+            flag.write_text("1\n")
+            os.chmod(flag, 0o644)
+        else:
+            flag.unlink(missing_ok=True)
+
+    def follow_faults(self, faults_json: Path | None) -> None:
+        """Also fail SFTP while ``faults_json`` (a sim site's faults file) has sftp_fail: true.
+
+        The pair outlives the per-test sites, so the file to follow is switched per site;
+        None stops following. The file must be readable by the login user.
+        """
+        follow = self.fault_dir / "follow"
+        if faults_json is None:
+            follow.unlink(missing_ok=True)
+            return
+        follow.write_text(f"{Path(faults_json).resolve()}\n")
+        os.chmod(follow, 0o644)
+
+    # ---------------------------------------------------------------- client
+    def client_overrides(self, auth: Literal["key", "password", "both"] = "key") -> dict[str, Any]:
+        """The SiteSettings fields that reach this pair (steps/config.py names)."""
+        if auth not in ("key", "password", "both"):
+            raise ValueError(f"auth must be key, password or both, got {auth!r}")
+
+        def hop(role: Role) -> dict[str, Any]:
+            h: dict[str, Any] = {"host": HOST, "port": self.port(role), "user": self.user}
+            if auth in ("key", "both"):
+                h["key_file"] = self.client_key
+            if auth in ("password", "both"):
+                h["password"] = SecretStr(self.password)
+            return h
+
+        return {
+            "transport": "ssh",
+            "jump": hop("jump"),
+            "login": hop("login"),
+            "known_hosts_file": self.known_hosts,
+        }

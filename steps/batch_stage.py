@@ -1,0 +1,272 @@
+"""One batch-job stage of steps 3.1, 4.1, 5.1 and 6.1: submit once, wait, report per run.
+
+Why one module: the four stages differ only in their directory, their cleanup globs, the
+job-file name and the files a finished job leaves; the rules are the same for all of them
+(spec steps.md rules 3–5):
+
+- ``genJob.sh`` runs detached, once per flow run (``{run_key}.{step}.genjob``); the legacy
+  cleanup runs only before that first start; a retry re-attaches instead of submitting again;
+- the runs waited for are THIS date's runs (raw files in ``DATA/{date}``), not whatever
+  ``hist*.root`` the generator found (old hist files only add extra jobs, reported as such);
+- one poll command per cycle for all runs, with a limit; a run is complete when its outputs
+  are present and non-empty and its batch log exists without a failure line;
+- a retry resubmits, one by one, only the runs known to have failed (``hep_sub`` of that run's
+  job file, key ``{run_key}.{step}.resub-{run}[-n]``), after removing their stale outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from steps.common import (
+    FileSpec,
+    Submission,
+    check_inputs,
+    fail,
+    file_records,
+    run_failures,
+    step_logger,
+    submit_once,
+    wait_for_outputs,
+)
+from steps.config import SitePaths
+from steps.remote.site import Detached, RemoteSite
+from steps.remote.validate import q, qpath
+from steps.results import StepResult
+
+MIN = 60.0
+
+
+@dataclass(frozen=True)
+class JobStage:
+    """What distinguishes one stage; name templates take ``{run}``."""
+
+    step: str  # "3.1"
+    directory: Callable[[SitePaths], str]
+    cleanup: str  # the legacy cleanup, run in the stage directory (globs, no values)
+    job_file: str  # "run_{run}_3.txt"
+    outputs: tuple[str, ...]  # required, non-empty
+    optional_outputs: tuple[str, ...] = ()  # recorded when present (topup runs only ...)
+    genjob_code: int = 0  # genJob.sh failed
+    no_job_files_code: int = 0  # no job file for some run after genJob.sh
+    no_job_files_skip_code: int = 0  # submit_job=False and no job files
+    timeout_code: int = 0  # runs incomplete (timed out or failed)
+
+    @property
+    def key_step(self) -> str:
+        return self.step.replace(".", "_")
+
+    def job(self, run: int) -> str:
+        return self.job_file.format(run=run)
+
+    def out_log(self, run: int) -> str:
+        return f"{self.job(run)}.out.*"
+
+    def logs(self, run: int) -> list[str]:
+        return [f"{self.job(run)}.err.*", f"{self.job(run)}.out.*"]
+
+    def expected(self, run: int) -> list[str]:
+        return [*(o.format(run=run) for o in self.outputs), self.out_log(run)]
+
+    def products(self, run: int) -> list[str]:
+        return [o.format(run=run) for o in (*self.outputs, *self.optional_outputs)]
+
+    def job_file_re(self) -> re.Pattern[str]:
+        head, tail = self.job_file.split("{run}")
+        return re.compile(f"^{re.escape(head)}(\\d+){re.escape(tail)}$")
+
+
+def genjob_ok(d: Detached) -> bool:
+    """genJob.sh finished: exit 0 and its last word ``DONE``."""
+    return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
+
+
+def _job_file_runs(site: RemoteSite, stage: JobStage, directory: str) -> set[int] | None:
+    """Runs having a job file in ``directory`` (one ``ls``); None when the listing fails."""
+    res = site.run(f"cd {qpath(directory)} && ls -1")
+    if not res.ok:
+        return None
+    rx = stage.job_file_re()
+    return {int(m.group(1)) for m in map(rx.match, res.stdout.split()) if m}
+
+
+def _resubmit_failed(
+    site: RemoteSite,
+    stage: JobStage,
+    *,
+    directory: str,
+    run_key: str,
+    failed: dict[str, str],
+    timeout: float,
+    poll: float,
+) -> list[dict[str, Any]]:
+    """Resubmit each failed run's job alone, after removing its logs and outputs."""
+    log = step_logger()
+    done: list[dict[str, Any]] = []
+    for run in sorted(int(r) for r in failed):
+        plain = " ".join(q(n) for n in stage.products(run))
+        globs = f"{q(stage.job(run) + '.out')}.* {q(stage.job(run) + '.err')}.*"
+        again = submit_once(
+            site,
+            run_key=run_key,
+            step=stage.key_step,
+            purpose=f"resub-{run}",
+            command=f"hep_sub -g offlinerun {q(stage.job(run))}",
+            cwd=directory,
+            timeout=timeout,
+            cleanup=f"cd {qpath(directory)} && rm -f -- {plain} {globs}",
+            new_attempt=True,
+            poll=poll,
+        )
+        log.warning("run %s had failed (%s): resubmitted as %s", run, failed[str(run)], again.key)
+        done.append(
+            {"run": run, "reason": failed[str(run)], "key": again.key, "job_ids": again.job_ids}
+        )
+    return done
+
+
+def run_stage(
+    stage: JobStage,
+    site: RemoteSite,
+    *,
+    date: str,
+    round: str,
+    run_key: str,
+    submit_job: bool = True,
+    wait: bool = True,
+    max_wait_minutes: float = 25,
+    poll_seconds: float = 30,
+    genjob_timeout_minutes: float = 30,
+) -> tuple[StepResult, Any]:
+    """Submit (once) and wait for the stage's jobs of this date; returns (result, last report).
+
+    ``wait=False`` returns right after the submission (step 4.1 with ``check=False``); the
+    report is then None.
+    """
+    step = stage.step
+    runs = check_inputs(step, site, round, date, run_key)
+    directory = stage.directory(site.paths(round))
+    base: dict[str, Any] = {"date": date, "round": round}
+    data: dict[str, Any] = {"total_runs": len(runs), "directory": directory}
+    poll = max(0.05, min(poll_seconds, 2.0))
+    timeout = genjob_timeout_minutes * MIN
+
+    sub: Submission | None = None
+    if submit_job:
+        sub = submit_once(
+            site,
+            run_key=run_key,
+            step=stage.key_step,
+            purpose="genjob",
+            command="./genJob.sh",
+            cwd=directory,
+            timeout=timeout,
+            cleanup=f"cd {qpath(directory)} && {stage.cleanup}",
+            succeeded=genjob_ok,
+            poll=poll,
+        )
+        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
+        if sub.previous:
+            data["genjob_previous_attempts"] = sub.previous
+        if not genjob_ok(sub.detached):
+            d = sub.detached
+            fail(
+                step,
+                stage.genjob_code,
+                f"genJob.sh in {directory} failed (exit {d.exit_code}): "
+                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
+                data=data,
+                **base,
+            )
+
+    job_runs = _job_file_runs(site, stage, directory)
+    without_job = sorted(set(runs) - (job_runs or set()))
+    if without_job:
+        code = stage.no_job_files_code if submit_job else stage.no_job_files_skip_code
+        hint = "" if submit_job else " (submit_job=False: submit first)"
+        fail(
+            step,
+            code,
+            f"no job file {stage.job_file} for runs {without_job} in {directory}{hint}; "
+            "is HIST/hist{run}.root there?",
+            runs_incomplete=without_job,
+            data={**data, "runs_without_job_file": without_job},
+            **base,
+        )
+    extra = sorted((job_runs or set()) - set(runs))
+    if extra:
+        # hist*.root of earlier dates still in HIST (reset not run): their jobs run too.
+        step_logger().warning("%s: jobs also for runs not of %s: %s", step, date, extra)
+        data["other_runs"] = extra
+
+    if not wait:
+        return (
+            StepResult(
+                step=step,
+                message=f"{len(runs)} jobs of {date} submitted; not waited for",
+                data=data,
+                **base,
+            ),
+            None,
+        )
+
+    expected = {str(r): stage.expected(r) for r in runs}
+    logs = {str(r): stage.logs(r) for r in runs}
+    ends = {str(r): [stage.out_log(r)] for r in runs}
+
+    if sub is not None and not sub.started:
+        report = site.poll_files(directory, expected, failure_logs=logs)
+        failed = run_failures(report, ends)
+        if failed:
+            data["resubmitted"] = _resubmit_failed(
+                site,
+                stage,
+                directory=directory,
+                run_key=run_key,
+                failed=failed,
+                timeout=timeout,
+                poll=poll,
+            )
+
+    report, timed_out = wait_for_outputs(
+        site,
+        directory,
+        expected,
+        failure_logs=logs,
+        max_wait_minutes=max_wait_minutes,
+        poll_seconds=poll_seconds,
+        end_markers=ends,
+    )
+    complete = sorted(int(r) for r in report.complete)
+    incomplete = sorted(int(r) for r in report.incomplete)
+    fields: dict[str, Any] = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
+    if incomplete:
+        failures = run_failures(report, ends)
+        inc = {str(r) for r in incomplete}
+        missing = {str(k): v for k, v in report.missing.items() if str(k) in inc}
+        why = f"not complete within {max_wait_minutes} min" if timed_out else "jobs failed"
+        fail(
+            step,
+            stage.timeout_code,
+            f"{len(incomplete)}/{len(runs)} runs {why}: {incomplete}"
+            + (f"; failed: {sorted(int(r) for r in failures)}" if failures else ""),
+            data={**data, "missing": missing, "failed": failures, "timed_out": timed_out},
+            **fields,
+        )
+    files = file_records(
+        site,
+        [FileSpec(f"{directory}/{n}", r, "output") for r in runs for n in stage.products(r)],
+    )
+    return (
+        StepResult(
+            step=step,
+            message=f"{len(runs)} runs of {date}: all jobs ended with their outputs",
+            files=files,
+            data=data,
+            **fields,
+        ),
+        report,
+    )

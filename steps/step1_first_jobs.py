@@ -1,0 +1,530 @@
+"""Steps 1.1 – 1.4: first-pass jobs, filing their outputs, the IST check, the interval PDF.
+
+Remote effects are the legacy ones (spec steps-0-2.md §8): ``INJ/genJob.sh {date}`` submits
+one BOSS job per run into ``INJ/{date}``; 1.2 moves the IST ROOT files to ``calibConst`` and
+the interval plots to ``Interval_plot``; 1.3 appends ``{run} 15000000`` to ``INJ/interval.txt``;
+1.4 merges the interval plots into ``mergedd_IST.pdf``. The legacy defects are not reproduced:
+inputs are validated and quoted, genJob runs detached and is re-attached on a retry, the wait
+polls all runs in one command and also catches failed or empty jobs and the anomaly file,
+1.2 and 1.3 are idempotent, and 1.4 merges only this date's plots.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import task
+
+from steps.common import (
+    FileSpec,
+    check_inputs,
+    fail,
+    file_records,
+    merge_and_download,
+    run_failures,
+    step_logger,
+    submit_once,
+    wait_for_outputs,
+)
+from steps.remote.site import Detached, RemoteSite
+from steps.remote.validate import q, qpath
+from steps.results import StepResult
+from steps.session import open_site
+
+IST_VALUE = 15000000
+IST_FIELDS = ("interval_From_DB", "interval_before_sorting", "interval_after_sorting")
+ANOMALY_FILE = "Interval_run0.png"
+JOB_FILE_RE = re.compile(r"^rec(\d+)_1\.txt$")
+IST_LINE_RE = re.compile(
+    r"(interval_From_DB|interval_before_sorting|interval_after_sorting)\s+(-?\d+)"
+)
+MIN = 60.0
+
+
+def _job_file(run: int) -> str:
+    return f"rec{run}_1.txt"
+
+
+def _logs(run: int) -> list[str]:
+    return [f"{_job_file(run)}.bosserr", f"{_job_file(run)}.bosslog"]
+
+
+def _ist_root(site: RemoteSite, run: int) -> str:
+    return f"InjSigTime_00{run}_{site.settings.bosse}.root"
+
+
+def _outputs(site: RemoteSite, run: int) -> list[str]:
+    """The six files a finished first-pass job leaves in ``INJ/{date}``."""
+    return [
+        _job_file(run),
+        *_logs(run),
+        _ist_root(site, run),
+        f"Interval_run{run}.png",
+        f"Interval_run{run}.txt",
+    ]
+
+
+def _genjob_ok(d: Detached) -> bool:
+    """genJob.sh finished: exit 0 and its last word ``DONE`` (its guards exit without it)."""
+    return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
+
+
+def _list_job_runs(site: RemoteSite, date_dir: str) -> list[int] | None:
+    """Runs with a job file ``rec{run}_1.txt`` in ``date_dir`` (one ``ls``); None: no dir."""
+    res = site.run(f"test -d {qpath(date_dir)} || exit 3; ls -1 -- {qpath(date_dir)}")
+    if res.exit_code == 3:
+        return None
+    if not res.ok:
+        fail("1.1", 1108, f"listing {date_dir} failed: {res.stderr.strip()[:200]}")
+    runs = []
+    for line in res.stdout.splitlines():
+        m = JOB_FILE_RE.match(line.strip())
+        if m:
+            runs.append(int(m.group(1)))
+    return sorted(set(runs))
+
+
+# --------------------------------------------------------------------------- 1.1
+
+
+def first_jobs(
+    site: RemoteSite,
+    *,
+    date: str,
+    round: str,
+    run_key: str,
+    max_wait_minutes: float = 25,
+    poll_seconds: float = 30,
+    submit_job: bool = True,
+    genjob_timeout_minutes: float = 30,
+) -> StepResult:
+    """Step 1.1: submit the first-pass jobs (once per run_key) and wait for 6 files per run."""
+    step = "1.1"
+    runs = check_inputs(step, site, round, date, run_key)
+    paths = site.paths(round)
+    date_dir = f"{paths.inj}/{date}"
+    base: dict[str, Any] = {"date": date, "round": round}
+    data: dict[str, Any] = {"total_runs": len(runs)}
+    log = step_logger()
+
+    sub = None
+    if submit_job:
+        sub = submit_once(
+            site,
+            run_key=run_key,
+            step="1_1",
+            purpose="genjob",
+            command=f"./genJob.sh {q(date)}",
+            cwd=paths.inj,
+            timeout=genjob_timeout_minutes * MIN,
+            cleanup=f"rm -rf -- {qpath(date_dir)}",
+            succeeded=_genjob_ok,
+        )
+        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
+        if not _genjob_ok(sub.detached):
+            d = sub.detached
+            fail(
+                step,
+                1105,
+                f"genJob.sh {date} failed (exit {d.exit_code}): "
+                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
+                data=data,
+                **base,
+            )
+
+    job_runs = _list_job_runs(site, date_dir)
+    if job_runs is None:
+        if submit_job:
+            fail(step, 1106, f"INJ/{date} not created by genJob.sh", data=data, **base)
+        fail(step, 1109, f"submit_job=False and no INJ/{date} with job files", data=data, **base)
+    without_job = sorted(set(runs) - set(job_runs))
+    if without_job:
+        fail(
+            step,
+            1109,
+            f"no job file rec{{run}}_1.txt for runs {without_job} in INJ/{date}",
+            runs_incomplete=without_job,
+            data={**data, "runs_without_job_file": without_job},
+            **base,
+        )
+
+    expected = {str(r): _outputs(site, r) for r in runs}
+    logs = {str(r): _logs(r) for r in runs}
+
+    # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.
+    if sub is not None and not sub.started:
+        report = site.poll_files(date_dir, expected, anomalies=[ANOMALY_FILE], failure_logs=logs)
+        failed = run_failures(report, logs)
+        resubmitted = []
+        for r in sorted(int(x) for x in failed):
+            again = submit_once(
+                site,
+                run_key=run_key,
+                step="1_1",
+                purpose=f"resub-{r}",
+                command=f"boss.condor -g offlinerun {q(_job_file(r))}",
+                cwd=date_dir,
+                timeout=genjob_timeout_minutes * MIN,
+                cleanup=f"cd {qpath(date_dir)} && rm -f -- "
+                + " ".join(q(n) for n in _outputs(site, r)[1:]),
+                new_attempt=True,
+            )
+            log.warning("run %s had failed (%s): resubmitted as %s", r, failed[str(r)], again.key)
+            resubmitted.append({"run": r, "reason": failed[str(r)], "key": again.key})
+        if resubmitted:
+            data["resubmitted"] = resubmitted
+
+    report, timed_out = wait_for_outputs(
+        site,
+        date_dir,
+        expected,
+        anomalies=[ANOMALY_FILE],
+        failure_logs=logs,
+        max_wait_minutes=max_wait_minutes,
+        poll_seconds=poll_seconds,
+        end_markers=logs,
+    )
+    complete = sorted(int(r) for r in report.complete)
+    incomplete = sorted(int(r) for r in report.incomplete)
+    fields = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
+    if report.anomalies:
+        fail(
+            step,
+            1112,
+            f"{ANOMALY_FILE} appeared in INJ/{date}: the data of this date look abnormal",
+            data={
+                **data,
+                "anomaly_file": ANOMALY_FILE,
+                "requires_manual_intervention": True,
+            },
+            **fields,
+        )
+    if incomplete:
+        failures = run_failures(report, logs)
+        missing = {str(k): v for k, v in report.missing.items() if str(k) in map(str, incomplete)}
+        why = "jobs failed" if not timed_out else f"not complete within {max_wait_minutes} min"
+        fail(
+            step,
+            1111,
+            f"{len(incomplete)}/{len(runs)} runs {why}: {incomplete}",
+            data={**data, "missing": missing, "failed": failures, "timed_out": timed_out},
+            **fields,
+        )
+    files = file_records(
+        site, [FileSpec(f"{date_dir}/{n}", r, "output") for r in runs for n in _outputs(site, r)]
+    )
+    return StepResult(
+        step=step,
+        message=f"{len(runs)} runs of {date}: all six first-pass files present",
+        files=files,
+        data=data,
+        **fields,
+    )
+
+
+# --------------------------------------------------------------------------- 1.2
+
+
+def _move_loop(names: list[str], target: str, kind: str) -> str:
+    words = " ".join(q(n) for n in names)
+    return (
+        f'for f in {words}; do if [ -e "$f" ]; then '
+        f'if mv -f -- "$f" {qpath(target)}/; then echo "::moved:: $f"; '
+        f'else echo "::fail-{kind}:: $f"; rc=1; fi; fi; done'
+    )
+
+
+def move_outputs(site: RemoteSite, *, date: str, round: str, run_key: str) -> StepResult:
+    """Step 1.2: move this date's IST ROOT files and interval plots to their folders.
+
+    Idempotent: files already at the target are fine, a partial move is completed, and the
+    result is verified at the targets (one ``file_facts`` call).
+    """
+    step = "1.2"
+    runs = check_inputs(step, site, round, date, run_key)
+    paths = site.paths(round)
+    date_dir = f"{paths.inj}/{date}"
+    base: dict[str, Any] = {"date": date, "round": round}
+    roots = [_ist_root(site, r) for r in runs]
+    pngs = [f"Interval_run{r}.png" for r in runs]
+    cmd = (
+        f"cd {qpath(date_dir)} || exit 3; rc=0; "
+        f"{_move_loop(roots, paths.calib_const, 'root')}; "
+        f"{_move_loop(pngs, paths.interval_plot, 'png')}; exit $rc"
+    )
+    res = site.run(cmd)
+    if res.exit_code == 3:
+        fail(step, 1200, f"INJ/{date} does not exist", **base)
+    moved = [ln.split(" ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("::moved:: ")]
+    specs = [
+        FileSpec(f"{paths.calib_const}/{n}", r, "output") for r, n in zip(runs, roots, strict=True)
+    ]
+    specs += [
+        FileSpec(f"{paths.interval_plot}/{n}", r, "output") for r, n in zip(runs, pngs, strict=True)
+    ]
+    records = file_records(site, specs)
+    have = {rec.path for rec in records}
+    missing_roots = [
+        r for r, n in zip(runs, roots, strict=True) if f"{paths.calib_const}/{n}" not in have
+    ]
+    missing_pngs = [
+        r for r, n in zip(runs, pngs, strict=True) if f"{paths.interval_plot}/{n}" not in have
+    ]
+    moved_set = set(moved)
+    data: dict[str, Any] = {
+        "moved": moved,
+        "already_in_place": [
+            rec.path.rsplit("/", 1)[-1]
+            for rec in records
+            if rec.path.rsplit("/", 1)[-1] not in moved_set
+        ],
+    }
+    detail = res.stderr.strip()[-300:]
+    if missing_roots or "::fail-root::" in res.stdout:
+        fail(
+            step,
+            1200,
+            f"moving IST ROOT files to calibConst failed for runs {missing_roots}: {detail}",
+            files=records,
+            runs_incomplete=missing_roots,
+            data=data,
+            **base,
+        )
+    if missing_pngs or "::fail-png::" in res.stdout:
+        fail(
+            step,
+            1201,
+            f"moving interval plots to Interval_plot failed for runs {missing_pngs}: {detail}",
+            files=records,
+            runs_incomplete=missing_pngs,
+            data=data,
+            **base,
+        )
+    return StepResult(
+        step=step,
+        message=f"{len(moved)} files moved, {len(data['already_in_place'])} already in place",
+        runs_complete=runs,
+        files=records,
+        data=data,
+        **base,
+    )
+
+
+# --------------------------------------------------------------------------- 1.3
+
+
+def _parse_ist(stdout: str) -> tuple[dict[int, dict[str, int | None]], list[int]]:
+    table: dict[int, dict[str, int | None]] = {}
+    missing: list[int] = []
+    current: int | None = None
+    for line in stdout.splitlines():
+        if line.startswith("::file:: "):
+            current = int(line.split()[1])
+            table[current] = dict.fromkeys(IST_FIELDS)
+        elif line.startswith("::missing::") and current is not None:
+            missing.append(current)
+            del table[current]
+            current = None
+        elif current is not None:
+            m = IST_LINE_RE.search(line)
+            if m and table[current][m.group(1)] is None:
+                table[current][m.group(1)] = int(m.group(2))
+    return table, missing
+
+
+def ist_check(
+    site: RemoteSite, *, date: str, round: str, run_key: str, check_ist: bool = True
+) -> StepResult:
+    """Step 1.3: read the three interval values per run; register the runs in interval.txt.
+
+    With ``check_ist`` every value must be 15000000, else 1302 (manual) and nothing is
+    appended. ``{run} 15000000`` lines are appended only when missing, in run order.
+    """
+    step = "1.3"
+    runs = check_inputs(step, site, round, date, run_key)
+    paths = site.paths(round)
+    date_dir = f"{paths.inj}/{date}"
+    interval = f"{paths.inj}/interval.txt"
+    base: dict[str, Any] = {"date": date, "round": round}
+    pattern = q("interval_(From_DB|before_sorting|after_sorting)")
+    files = " ".join(q(f"Interval_run{r}.txt") for r in runs)
+    cmd = (
+        f"cd {qpath(date_dir)} || exit 3; for f in {files}; do "
+        'r=${f#Interval_run}; echo "::file:: ${r%.txt}"; '
+        f'if [ -r "$f" ]; then grep -E {pattern} -- "$f"; else echo "::missing::"; fi; done; '
+        "exit 0"
+    )
+    res = site.run(cmd)
+    if not res.ok:
+        fail(step, 1300, f"reading Interval files in INJ/{date} failed: {res.stderr[:200]}", **base)
+    table, missing = _parse_ist(res.stdout)
+    ist = {str(r): dict(v) for r, v in table.items()}
+    data: dict[str, Any] = {
+        "ist": ist,
+        "ist_results": {str(r): [v[f] for f in IST_FIELDS] for r, v in table.items()},
+    }
+    if missing:
+        fail(
+            step,
+            1301,
+            f"no Interval_run{{run}}.txt for runs {missing} in INJ/{date}",
+            runs_incomplete=missing,
+            data=data,
+            **base,
+        )
+    invalid = [r for r, v in table.items() if any(v[f] != IST_VALUE for f in IST_FIELDS)]
+    data["invalid_runs"] = invalid
+    data["check_ist"] = check_ist
+    if check_ist and invalid:
+        fail(
+            step,
+            1302,
+            f"IST values not all {IST_VALUE} (not non-topup mode) for runs {invalid}",
+            runs_complete=[r for r in runs if r not in invalid],
+            runs_incomplete=invalid,
+            data={**data, "requires_manual_intervention": True},
+            **base,
+        )
+    qi = qpath(interval)
+    parts = [
+        f"touch -- {qi} || exit 4",
+        # a file not ending in a newline would glue our first line onto its last one
+        f'if [ -s {qi} ] && [ -n "$(tail -c1 -- {qi})" ]; then echo >> {qi}; fi',
+    ]
+    for r in runs:
+        line_re = q(f"^[[:space:]]*{r}[[:space:]]+{IST_VALUE}[[:space:]]*$")
+        parts.append(
+            f"if grep -qE {line_re} -- {qi}; then echo '::have:: {r}'; "
+            f"elif echo {q(f'{r} {IST_VALUE}')} >> {qi}; then echo '::added:: {r}'; "
+            "else exit 4; fi"
+        )
+    parts.append("echo '::lines::'")
+    any_run = q("^[[:space:]]*(" + "|".join(str(r) for r in runs) + ")[[:space:]]")
+    parts.append(f"grep -E {any_run} -- {qi} || true")
+    res = site.run("; ".join(parts))
+    added = [int(x.split()[1]) for x in res.stdout.splitlines() if x.startswith("::added:: ")]
+    have = [int(x.split()[1]) for x in res.stdout.splitlines() if x.startswith("::have:: ")]
+    lines = res.stdout.split("::lines::\n", 1)[-1].splitlines() if "::lines::" in res.stdout else []
+    other = sorted(
+        {
+            ln.strip()
+            for ln in lines
+            if ln.split() and ln.split()[-1] != str(IST_VALUE) and ln.split()[0].isdigit()
+        }
+    )
+    data.update(appended_runs=added, already_present_runs=have, interval_lines=lines)
+    if other:
+        data["other_interval_lines"] = other
+        step_logger().warning("interval.txt also has other values for these runs: %s", other)
+    if not res.ok or sorted(added + have) != runs:
+        fail(
+            step,
+            1303,
+            f"appending to INJ/interval.txt failed (exit {res.exit_code}): {res.stderr[:200]}",
+            data=data,
+            **base,
+        )
+    files = file_records(
+        site,
+        [FileSpec(f"{date_dir}/Interval_run{r}.txt", r, "verified") for r in runs]
+        + [FileSpec(interval, None, "output")],
+    )
+    return StepResult(
+        step=step,
+        message=(
+            f"IST values of {len(runs)} runs "
+            + ("all 15000000" if not invalid else "not checked")
+            + f"; {len(added)} lines appended to interval.txt, {len(have)} already there"
+        ),
+        runs_complete=runs,
+        files=files,
+        data=data,
+        **base,
+    )
+
+
+# --------------------------------------------------------------------------- 1.4
+
+
+def ist_pdf(
+    site: RemoteSite,
+    *,
+    date: str,
+    round: str,
+    run_key: str,
+    merge_timeout_minutes: float = 10,
+) -> StepResult:
+    """Step 1.4: merge this date's interval plots into ``mergedd_IST.pdf`` and download it."""
+    step = "1.4"
+    runs = check_inputs(step, site, round, date, run_key)
+    return merge_and_download(
+        step,
+        site,
+        directory=site.paths(round).interval_plot,
+        pngs=[(r, f"Interval_run{r}.png") for r in runs],
+        pdf_name="mergedd_IST.pdf",
+        local_name=f"mergedd_IST_{date}.pdf",
+        run_key=run_key,
+        merge_code=1401,
+        download_code=1402,
+        timeout=merge_timeout_minutes * MIN,
+        date=date,
+        round=round,
+        runs_complete=runs,
+    )
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task(name="step1_1", persist_result=True)
+def step1_1(
+    date: str,
+    round: str,
+    run_key: str,
+    site: str = "default",
+    max_wait_minutes: float = 25,
+    poll_seconds: float = 30,
+    submit_job: bool = True,
+    genjob_timeout_minutes: float = 30,
+) -> StepResult:
+    return first_jobs(
+        open_site(site),
+        date=date,
+        round=round,
+        run_key=run_key,
+        max_wait_minutes=max_wait_minutes,
+        poll_seconds=poll_seconds,
+        submit_job=submit_job,
+        genjob_timeout_minutes=genjob_timeout_minutes,
+    )
+
+
+@task(name="step1_2", persist_result=True)
+def step1_2(date: str, round: str, run_key: str, site: str = "default") -> StepResult:
+    return move_outputs(open_site(site), date=date, round=round, run_key=run_key)
+
+
+@task(name="step1_3", persist_result=True)
+def step1_3(
+    date: str, round: str, run_key: str, site: str = "default", check_ist: bool = True
+) -> StepResult:
+    return ist_check(open_site(site), date=date, round=round, run_key=run_key, check_ist=check_ist)
+
+
+@task(name="step1_4", persist_result=True)
+def step1_4(
+    date: str,
+    round: str,
+    run_key: str,
+    site: str = "default",
+    merge_timeout_minutes: float = 10,
+) -> StepResult:
+    return ist_pdf(
+        open_site(site),
+        date=date,
+        round=round,
+        run_key=run_key,
+        merge_timeout_minutes=merge_timeout_minutes,
+    )

@@ -1,0 +1,143 @@
+"""file_facts (many files, one command) and sha256-verified downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from sim.sshd import SshPair
+from steps.remote.errors import DownloadError
+from steps.remote.site import RemoteSite
+from tests.remote.conftest import wait_for
+
+
+def _dir(site: RemoteSite) -> Path:
+    d = Path(site.settings.control_dir).parent / "work" / "files"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_file_facts_many_files_in_one_command(site: RemoteSite) -> None:
+    d = _dir(site)
+    contents = {
+        "a.txt": b"hello\n",
+        "empty.root": b"",
+        "big.bin": os.urandom(3 * 1024 * 1024 + 17),
+        "with space 'quote' $(x).txt": b"odd name",
+    }
+    for name, data in contents.items():
+        (d / name).write_bytes(data)
+    os.symlink(d / "a.txt", d / "link.txt")
+    paths = [str(d / n) for n in contents] + [str(d / "link.txt"), str(d / "nope"), str(d)]
+    before = site.transport.stats.commands
+    facts = site.file_facts(paths)
+    assert site.transport.stats.commands - before == 1
+    for name, data in contents.items():
+        f = facts[str(d / name)]
+        assert f is not None
+        assert (f.size, f.sha256) == (len(data), _sha(data))
+        assert f.path == str(d / name)
+        assert f.mtime == int((d / name).stat().st_mtime)
+    assert facts[str(d / "link.txt")].sha256 == _sha(b"hello\n")  # type: ignore[union-attr]
+    assert facts[str(d / "nope")] is None
+    assert facts[str(d)] is None  # a directory is not a file
+    assert site.file_facts([]) == {}
+
+
+def test_file_facts_home_relative_path(site: RemoteSite) -> None:
+    res = site.run('printf abc > "$HOME/.topup-facts-test"; echo "$HOME"')
+    home = res.stdout.strip()
+    try:
+        facts = site.file_facts(["~/.topup-facts-test"])
+        assert facts["~/.topup-facts-test"].sha256 == _sha(b"abc")  # type: ignore[union-attr]
+    finally:
+        site.run('rm -f "$HOME/.topup-facts-test"')
+    assert home.startswith("/")
+
+
+def test_download_verified(site: RemoteSite, tmp_path: Path) -> None:
+    d = _dir(site)
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    (d / "merged.pdf").write_bytes(data)
+    local = tmp_path / "out" / "merged_250520.pdf"
+    before = site.transport.stats.downloads
+    facts = site.download(str(d / "merged.pdf"), local)
+    assert local.read_bytes() == data
+    assert (facts.size, facts.sha256) == (len(data), _sha(data))
+    assert site.transport.stats.downloads == before + 1
+    assert sorted(p.name for p in local.parent.iterdir()) == ["merged_250520.pdf"]
+
+
+def test_download_of_missing_file(site: RemoteSite, tmp_path: Path) -> None:
+    local = tmp_path / "x.pdf"
+    with pytest.raises(DownloadError, match="does not exist"):
+        site.download(str(_dir(site) / "missing.pdf"), local)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_of_changing_file_is_rejected(site: RemoteSite, tmp_path: Path) -> None:
+    """A file that changes between the remote hash and the transfer (a growing ntuple):
+    the local copy does not match and is not kept."""
+    d = _dir(site)
+    growing = d / "growing.root"
+    growing.write_bytes(b"x" * 100_000)
+    growing.chmod(0o666)  # the login user appends to it
+    # A bash builtin loop appends a byte every few microseconds: the file always changes
+    # between the remote hash and the transfer.
+    site.start_detached("t.grow", f"while :; do printf x >> {growing}; done", str(d))
+    size0 = growing.stat().st_size
+    wait_for(lambda: growing.stat().st_size > size0, 10, "the file to grow")
+    local = tmp_path / "dl" / "growing.root"
+    local.parent.mkdir()
+    try:
+        with pytest.raises(DownloadError, match="does not match"):
+            site.download(str(growing), local)
+    finally:
+        site.kill_detached("t.grow", grace=1)
+    assert list(local.parent.iterdir()) == []  # no partial or temp file
+
+
+def test_download_keeps_previous_file_when_failing(site: RemoteSite, tmp_path: Path) -> None:
+    local = tmp_path / "x.pdf"
+    local.write_bytes(b"old verified copy")
+    with pytest.raises(DownloadError):
+        site.download(str(_dir(site) / "missing.pdf"), local)
+    assert local.read_bytes() == b"old verified copy"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pdf"]
+
+
+def test_sftp_failure_raises_download_error(
+    ssh_site: RemoteSite, sim_ssh: SshPair, tmp_path: Path
+) -> None:
+    d = _dir(ssh_site)
+    (d / "f.pdf").write_bytes(b"%PDF-1.3 data")
+    sim_ssh.set_sftp_fail(True)
+    try:
+        with pytest.raises(DownloadError, match="SFTP"):
+            ssh_site.download(str(d / "f.pdf"), tmp_path / "f.pdf")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        sim_ssh.set_sftp_fail(False)
+    # SFTP back: the same site downloads fine, on the same connection.
+    ssh_site.download(str(d / "f.pdf"), tmp_path / "f.pdf")
+    assert (tmp_path / "f.pdf").read_bytes() == b"%PDF-1.3 data"
+    assert ssh_site.transport.stats.sessions == 1
+
+
+def test_download_after_dropped_session(
+    ssh_site: RemoteSite, sim_ssh: SshPair, tmp_path: Path
+) -> None:
+    d = _dir(ssh_site)
+    (d / "g.pdf").write_bytes(b"%PDF-1.3 g")
+    ssh_site.run("true")
+    sim_ssh.kill_sessions("jump")
+    ssh_site.download(str(d / "g.pdf"), tmp_path / "g.pdf")
+    assert (tmp_path / "g.pdf").read_bytes() == b"%PDF-1.3 g"
+    assert ssh_site.transport.stats.sessions == 2

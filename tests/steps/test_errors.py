@@ -1,0 +1,121 @@
+"""The legacy error dictionary as data (spec steps-7-8.md §3.7)."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from steps import errors
+from steps.common import fail
+from steps.results import ErrorInfo, Outcome, StepError
+
+SPEC = Path("/work/shared/spec/steps-7-8.md")
+
+
+def test_156_entries_with_consistent_fields() -> None:
+    assert len(errors.ERRORS) == 156
+    for code, info in errors.ERRORS.items():
+        assert isinstance(info, ErrorInfo)
+        assert info.code == code
+        assert re.fullmatch(r"[A-Z0-9_]+", info.name)
+        assert info.message and info.message.isascii()
+
+
+def test_counts_per_step_match_the_spec() -> None:
+    per_group = Counter(
+        "gen" if errors.step_of(c) == "gen" else errors.step_of(c).split(".")[0]
+        for c in errors.ERRORS
+    )
+    assert per_group == {
+        "gen": 36,
+        "1": 29,
+        "2": 25,
+        "3": 12,
+        "4": 14,
+        "5": 22,
+        "6": 11,
+        "7": 6,
+        "8": 1,
+    }
+    assert len(errors.codes_for_step("1")) == 29
+    assert len(errors.codes_for_step("1.1")) == 14
+    assert errors.codes_for_step("2.4") == [2003, 2400, 2401, 2402, 2403]
+
+
+def test_actions_only_use_the_legacy_vocabulary() -> None:
+    actions = Counter(i.action for i in errors.ERRORS.values())
+    assert set(actions) == {"continue", "retry", "manual", "exit", "ai"}
+    assert actions["exit"] == 1 and errors.ERRORS[1101].action == "exit"
+    assert actions["ai"] == 1 and errors.ERRORS[103].action == "ai"
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "action", "severity"),
+    [
+        (0, "SUCCESS", "continue", "info"),
+        (22, "INVALID_DATE_FORMAT", "manual", "error"),
+        (103, "UNKNOWN_ERROR", "ai", "error"),
+        (1105, "STEP1_1_GENJOB_SCRIPT_FAILED", "retry", "error"),
+        (1111, "STEP1_1_FILE_CHECK_TIMEOUT", "retry", "warning"),
+        (1112, "STEP1_1_ANOMALY_FILE_DETECTED", "manual", "error"),
+        (1302, "STEP1_3_INVALID_IST_VALUES", "manual", "warning"),
+        (1401, "STEP1_4_MERGE_FAILED", "retry", "error"),
+        (1402, "STEP1_4_DOWNLOAD_FAILED", "continue", "warning"),
+        (2106, "STEP2_1_HIST_TIMEOUT", "retry", "warning"),
+        (2503, "STEP2_5_DOWNLOAD_FAILED", "continue", "warning"),
+        (3200, "STEP3_2_SCRIPT_FAILED", "continue", "warning"),
+        (6102, "STEP6_1_NO_JOB_FILES_WHEN_SKIP", "manual", "error"),
+        (7100, "STEP7_SCRIPT_FAILED", "retry", "error"),
+        (8100, "STEP8_DB_SUBMISSION_FAILED", "retry", "error"),
+    ],
+)
+def test_known_entries(code: int, name: str, action: str, severity: str) -> None:
+    info = errors.error(code)
+    assert (info.code, info.name, info.action, info.severity) == (code, name, action, severity)
+
+
+def test_table_matches_the_spec_row_by_row() -> None:
+    """Every row of the spec table is in the dictionary with the same name/action/severity."""
+    rows = [
+        [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        for line in SPEC.read_text().splitlines()
+        if re.match(r"^\| \d+ \| (gen|\d(\.\d)?) \|", line)
+    ]
+    assert len(rows) == 156
+    for code, step, name, action, severity, *_ in rows:
+        info = errors.ERRORS[int(code)]
+        assert (info.name, info.action, info.severity) == (name, action, severity)
+        assert errors.step_of(int(code)) == step
+
+
+def test_unknown_code_becomes_103_ai() -> None:
+    for code in (9999, 1500, None, -1):
+        info = errors.error(code)
+        assert info.code == 103 and info.name == "UNKNOWN_ERROR" and info.action == "ai"
+        assert repr(code) in info.message
+    assert errors.step_of(9999) is None
+
+
+def test_error_returns_a_copy() -> None:
+    info = errors.error(1200)
+    info.message = "changed"
+    assert errors.error(1200).message != "changed"
+
+
+def test_fail_raises_a_picklable_step_error_with_the_right_outcome() -> None:
+    with pytest.raises(StepError) as exc:
+        fail("1.4", 1402, "download failed", date="250624")
+    assert exc.value.result.outcome == Outcome.WARNING  # continue code
+    assert exc.value.action == "continue"
+    assert "1402" in str(exc.value)
+    again = pickle.loads(pickle.dumps(exc.value))
+    assert again.result == exc.value.result
+    with pytest.raises(StepError) as exc2:
+        fail("1.1", 1112, "anomaly", data={"anomaly_file": "Interval_run0.png"})
+    assert exc2.value.result.outcome == Outcome.FAILED
+    assert exc2.value.action == "manual"
+    assert exc2.value.result.data["anomaly_file"] == "Interval_run0.png"

@@ -1,0 +1,210 @@
+"""Steps 5.1 – 5.4 against the simulated site (real sshd for the main paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from steps.config import SiteSettings
+from steps.remote.site import RemoteSite
+from steps.results import Outcome, StepError, StepResult
+from steps.step5_ets_cut import ets_cut_jobs, merge_ets_raw, run_add_shield, tidy_ets_cut
+from tests.steps import DATE, FAST, ROUND, RUNS, commands, open_remote, pdf_pages, sha256
+
+WAIT = {"max_wait_minutes": 1, "poll_seconds": 0.1}
+NOISE = 85421  # the run of DATE whose ETS search finds noise windows (shield file)
+KW = {"date": DATE, "round": ROUND}
+
+
+@pytest.fixture
+def site(sim: Any, ssh_settings: SiteSettings, tmp_path: Path) -> Iterator[RemoteSite]:
+    sim.set_faults(**FAST, noise_runs=[NOISE])
+    for r in RUNS:
+        (sim.hist() / f"hist{r}.root").write_text(f"root hist {r}\n")
+    yield from open_remote(ssh_settings, tmp_path / "downloads")
+
+
+@pytest.fixture
+def local_site(sim: Any, local_settings: SiteSettings, tmp_path: Path) -> Iterator[RemoteSite]:
+    sim.set_faults(**FAST, noise_runs=[NOISE])
+    for r in RUNS:
+        (sim.hist() / f"hist{r}.root").write_text(f"root hist {r}\n")
+    yield from open_remote(local_settings, tmp_path / "downloads")
+
+
+def _dir(sim: Any) -> Path:
+    return sim.stage_dir("ETS_cut")
+
+
+def _stage5(sim: Any) -> list[dict[str, Any]]:
+    return [s for s in sim.submissions() if str(s["jobfile"]).startswith("plot_ETS_")]
+
+
+def _run_5_1(site: RemoteSite, run_key: str = "rk5", **kw: Any) -> StepResult:
+    return ets_cut_jobs(site, **KW, run_key=run_key, **{**WAIT, **kw})
+
+
+# --------------------------------------------------------------------------- 5.1
+
+
+def test_ets_cut_jobs_wait_for_both_plots_of_every_run(site: RemoteSite, sim: Any) -> None:
+    d = _dir(sim)
+    (d / "run85001_cut.png").write_text("stale plot of an earlier date")
+    result = _run_5_1(site)
+    assert result.outcome == Outcome.SUCCESS and result.runs_complete == RUNS
+    assert not (d / "run85001_cut.png").exists()  # legacy cleanup `rm -f plot* run*`
+    names = {Path(r.path).name for r in result.files}
+    for r in RUNS:
+        assert {f"run{r}_cut.png", f"run{r}_total.png"} <= names
+    assert f"shield{NOISE}.txt" in names and result.data["shield_runs"] == [NOISE]
+    for rec in result.files:
+        assert rec.sha256 == sha256(Path(rec.path))
+    assert sorted(s["jobfile"] for s in _stage5(sim)) == [f"plot_ETS_{r}.txt" for r in RUNS]
+    again = _run_5_1(site)
+    assert again.runs_complete == RUNS and len(_stage5(sim)) == len(RUNS)
+
+
+def test_failed_job_is_5104_then_only_it_is_resubmitted(local_site: RemoteSite, sim: Any) -> None:
+    sim.set_faults(fail={"5": [85420]})
+    with pytest.raises(StepError) as exc:
+        _run_5_1(local_site, max_wait_minutes=2)
+    res = exc.value.result
+    assert res.error.code == 5104 and exc.value.action == "retry"
+    assert res.runs_incomplete == [85420] and "85420" in res.data["failed"]
+    sim.set_faults(fail={})
+    result = _run_5_1(local_site)
+    assert result.runs_complete == RUNS
+    assert [s["jobfile"] for s in _stage5(sim)][-1] == "plot_ETS_85420.txt"
+    assert len(_stage5(sim)) == 4
+
+
+def test_never_finishing_job_times_out_5104(local_site: RemoteSite, sim: Any) -> None:
+    sim.set_faults(never_finish={"5": [85422]})
+    with pytest.raises(StepError) as exc:
+        _run_5_1(local_site, max_wait_minutes=0.02)
+    assert exc.value.result.error.code == 5104
+    assert exc.value.result.runs_incomplete == [85422] and exc.value.result.data["timed_out"]
+
+
+def test_empty_plot_is_not_complete(local_site: RemoteSite, sim: Any) -> None:
+    sim.set_faults(empty_output={"5": [85422]})
+    with pytest.raises(StepError) as exc:
+        _run_5_1(local_site, max_wait_minutes=2)
+    assert exc.value.result.runs_incomplete == [85422]
+    assert "empty" in exc.value.result.data["failed"]["85422"]
+
+
+# --------------------------------------------------------------------------- 5.2
+
+
+def test_add_shield_appends_this_dates_windows_once(site: RemoteSite, sim: Any) -> None:
+    _run_5_1(site)
+    ets = _dir(sim) / "ets_cut.txt"
+    old = ets.read_text().splitlines()
+    mine = (_dir(sim) / f"shield{NOISE}.txt").read_text().splitlines()
+    result = run_add_shield(site, **KW, run_key="rk5", poll_seconds=0.1)
+    assert result.outcome == Outcome.SUCCESS and result.data["appended"] is True
+    assert ets.read_text().splitlines() == [*old, *mine]
+    assert result.files[0].sha256 == sha256(ets)
+    for run_key in ("rk5", "rk5-again"):
+        again = run_add_shield(site, **KW, run_key=run_key, poll_seconds=0.1)
+        assert again.data["already_present"] is True and again.data["appended"] is False
+    assert ets.read_text().splitlines() == [*old, *mine]
+
+
+def test_add_shield_without_windows_appends_nothing(local_site: RemoteSite, sim: Any) -> None:
+    sim.set_faults(noise_runs=[])
+    _run_5_1(local_site)
+    ets = _dir(sim) / "ets_cut.txt"
+    before = ets.read_text()
+    result = run_add_shield(local_site, **KW, run_key="rk5", poll_seconds=0.1)
+    assert result.outcome == Outcome.SUCCESS and result.data["appended"] is False
+    assert ets.read_text() == before
+
+
+def test_add_shield_failure_is_a_warning_5200(local_site: RemoteSite, sim: Any) -> None:
+    _run_5_1(local_site)
+    sim.set_faults(script_exit={"add_shield.sh": 1})
+    with pytest.raises(StepError) as exc:
+        run_add_shield(local_site, **KW, run_key="rk5", poll_seconds=0.1)
+    assert exc.value.result.error.code == 5200 and exc.value.action == "continue"
+    assert exc.value.result.outcome == Outcome.WARNING
+
+
+# --------------------------------------------------------------------------- 5.3
+
+BEFORE = """85390   1200.500   1201.700
+85383
+85401   12.345   13.000   850.100   851.200
+85311   33.000   35.500
+85390   1200.500   1201.700
+85384
+"""
+AFTER = """85311   33.000   35.500
+85390   1200.500   1201.700
+85401   12.345   13.000   850.100   851.200
+"""
+
+
+def test_tidy_is_the_exact_spec_transformation(site: RemoteSite, sim: Any) -> None:
+    ets = _dir(sim) / "ets_cut.txt"
+    ets.write_text(BEFORE)
+    before = commands(site)
+    result = tidy_ets_cut(site, **KW, run_key="rk5")
+    assert ets.read_text() == AFTER
+    assert commands(site) - before <= 3  # ls DATA, the one tidy command, file facts
+    assert result.data["lines"] == 3 and result.data["runs"] == [85311, 85390, 85401]
+    assert result.files[0].sha256 == sha256(ets)
+    tidy_ets_cut(site, **KW, run_key="rk5")  # idempotent
+    assert ets.read_text() == AFTER
+    assert not (_dir(sim) / "ets_cut_temp.txt").exists()
+
+
+def test_tidy_of_only_bare_run_numbers_gives_an_empty_file(
+    local_site: RemoteSite, sim: Any
+) -> None:
+    ets = _dir(sim) / "ets_cut.txt"
+    ets.write_text("85420\n85421\n")
+    result = tidy_ets_cut(local_site, **KW, run_key="rk5")
+    assert result.outcome == Outcome.SUCCESS and result.data["lines"] == 0
+    assert ets.read_text() == "" and not (_dir(sim) / "ets_cut_temp.txt").exists()
+
+
+def test_tidy_without_the_file_fails_5300(local_site: RemoteSite, sim: Any) -> None:
+    (_dir(sim) / "ets_cut.txt").unlink()
+    with pytest.raises(StepError) as exc:
+        tidy_ets_cut(local_site, **KW, run_key="rk5")
+    assert exc.value.result.error.code == 5300 and "does not exist" in exc.value.result.message
+    assert not (_dir(sim) / "ets_cut.txt").exists()
+
+
+# --------------------------------------------------------------------------- 5.4
+
+
+def test_raw_pdf_holds_both_plots_of_this_dates_runs(site: RemoteSite, sim: Any) -> None:
+    _run_5_1(site)
+    d = _dir(sim)
+    (d / "run85001_cut.png").write_bytes((d / "run85420_cut.png").read_bytes())  # other date
+    result = merge_ets_raw(site, **KW, run_key="rk5")
+    assert result.outcome == Outcome.SUCCESS
+    (dl,) = [r for r in result.files if r.role == "download"]
+    local = Path(dl.local_path)
+    assert local.name == f"mergedd_ETS_raw_{DATE}.pdf"
+    assert local.parent == Path(site.settings.downloads_dir) / "rk5"
+    assert pdf_pages(local) == 2 * len(RUNS)
+    assert sha256(local) == dl.sha256 == sha256(d / "mergedd_ETS_raw.pdf")
+    verified = [Path(r.path).name for r in result.files if r.role == "verified"]
+    assert verified == [n for r in RUNS for n in (f"run{r}_cut.png", f"run{r}_total.png")]
+
+
+def test_raw_pdf_with_a_missing_plot_fails_5401(local_site: RemoteSite, sim: Any) -> None:
+    _run_5_1(local_site)
+    (_dir(sim) / "run85422_total.png").unlink()
+    with pytest.raises(StepError) as exc:
+        merge_ets_raw(local_site, **KW, run_key="rk5")
+    res = exc.value.result
+    assert res.error.code == 5401 and exc.value.action == "retry"
+    assert res.data["missing_pngs"] == ["run85422_total.png"]
