@@ -102,6 +102,7 @@ def _resubmit_failed(
     failed: dict[str, str],
     timeout: float,
     poll: float,
+    round: str,
 ) -> list[dict[str, Any]]:
     """Resubmit each failed run's job alone, after removing its logs and outputs."""
     log = step_logger()
@@ -120,6 +121,7 @@ def _resubmit_failed(
             cleanup=f"cd {qpath(directory)} && rm -f -- {plain} {globs}",
             new_attempt=True,
             poll=poll,
+            round=round,
         )
         log.warning("run %s had failed (%s): resubmitted as %s", run, failed[str(run)], again.key)
         done.append(
@@ -167,6 +169,7 @@ def run_stage(
             cleanup=f"cd {qpath(directory)} && {stage.cleanup}",
             succeeded=genjob_ok,
             poll=poll,
+            round=round,
         )
         data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
         if sub.previous:
@@ -229,6 +232,7 @@ def run_stage(
                 failed=failed,
                 timeout=timeout,
                 poll=poll,
+                round=round,
             )
 
     report, timed_out = wait_for_outputs(

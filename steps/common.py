@@ -23,13 +23,16 @@ Stable API (other step modules import these names):
 - ``record_detached_jobs(site, run_key, key) -> list[int]`` — same, from the FULL stdout file
   of detached command ``key`` (``Detached.stdout`` is only a tail).
 - ``submit_once(site, *, run_key, step, purpose, command, cwd, timeout, cleanup=None,
-  succeeded=None, new_attempt=False) -> Submission`` — the idempotent submission rule: start
-  attempt 1 (after ``cleanup``), re-attach on a retry, start attempt n+1 only when the last
-  attempt failed or ``new_attempt`` (a job known to have failed); records cluster ids.
+  succeeded=None, new_attempt=False, env=True, poll=1.0, round=None) -> Submission`` — the
+  idempotent submission rule: start attempt 1 (after ``cleanup``), re-attach on a retry, start
+  attempt n+1 only when the last attempt failed or ``new_attempt`` (a job known to have
+  failed); records cluster ids. ``round`` exports its ``ROUND_NUMBER`` after the env script
+  (the site's script hard-codes 18); every step passes the round it runs for.
 - ``latest_attempt(site, run_key, step, purpose) -> Detached | None`` — newest attempt of
   that ``submit_once`` key family (to decide before starting, e.g. 2.2's already-merged case).
-- ``run_detached_once(site, key, command, cwd, timeout, env=True, poll=1.0) -> Detached`` —
-  start (or re-attach to) a detached command and wait for it; ``RemoteTimeout`` on overrun.
+- ``run_detached_once(site, key, command, cwd, timeout, env=True, poll=1.0, round=None)
+  -> Detached`` — start (or re-attach to) a detached command and wait for it;
+  ``RemoteTimeout`` on overrun; ``round`` as for ``submit_once``.
 - ``wait_detached(site, key, timeout, poll=1.0) -> Detached`` — wait with back-off (50 ms
   doubling up to ``poll``); ``RemoteTimeout`` on overrun.
 - ``wait_for_outputs(site, directory, expected, *, anomalies, failure_logs, max_wait_minutes,
@@ -323,6 +326,7 @@ def submit_once(
     new_attempt: bool = False,
     env: bool = True,
     poll: float = 1.0,
+    round: str | None = None,
 ) -> Submission:
     """Run a submitting command once per flow run, re-attaching on retries.
 
@@ -333,6 +337,7 @@ def submit_once(
       → start attempt n+1, running ``cleanup`` first (cleanups therefore never run for a key
       that already exists).
     Cluster ids printed by the command are appended to ``<control_dir>/<run_key>.jobs``.
+    ``round`` sets ``ROUND_NUMBER`` for the command (``RemoteSite.start_detached``).
     ``RemoteTimeout`` propagates when the command outlives ``timeout`` (a retry re-attaches).
     """
     ok = succeeded or (lambda d: d.exit_code == 0)
@@ -374,7 +379,7 @@ def submit_once(
         res = site.run(cleanup)
         if not res.ok:
             log.warning("cleanup before %s exited %s: %s", key, res.exit_code, res.stderr[:200])
-    site.start_detached(key, command, cwd, env=env)
+    site.start_detached(key, command, cwd, env=env, round=round)
     done = wait_detached(site, key, timeout, poll)
     ids = record_detached_jobs(site, run_key, key)
     return Submission(key, n, True, done, ids, previous)
@@ -388,6 +393,7 @@ def run_detached_once(
     timeout: float,
     env: bool = True,
     poll: float = 1.0,
+    round: str | None = None,
 ) -> Detached:
     """Start ``command`` detached under ``key`` (or re-attach if it exists) and wait for it.
 
@@ -396,7 +402,7 @@ def run_detached_once(
     ``timeout`` seconds (the command keeps running; a later call re-attaches).
     """
     validate.job_key(key)
-    started = site.start_detached(key, command, cwd, env=env)
+    started = site.start_detached(key, command, cwd, env=env, round=round)
     if started.state == "exited":
         return started
     return wait_detached(site, key, timeout, poll)

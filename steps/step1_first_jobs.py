@@ -120,6 +120,7 @@ def first_jobs(
             timeout=genjob_timeout_minutes * MIN,
             cleanup=f"rm -rf -- {qpath(date_dir)}",
             succeeded=_genjob_ok,
+            round=round,
         )
         data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
         if not _genjob_ok(sub.detached):
@@ -169,6 +170,7 @@ def first_jobs(
                 cleanup=f"cd {qpath(date_dir)} && rm -f -- "
                 + " ".join(q(n) for n in _outputs(site, r)[1:]),
                 new_attempt=True,
+                round=round,
             )
             log.warning("run %s had failed (%s): resubmitted as %s", r, failed[str(r)], again.key)
             resubmitted.append({"run": r, "reason": failed[str(r)], "key": again.key})

@@ -141,6 +141,7 @@ def second_jobs(
             timeout=genjob_timeout_minutes * MIN,
             cleanup=f"rm -rf -- {qpath(date_dir)}",
             succeeded=_genjob_ok,
+            round=round,
         )
         data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
         if not _genjob_ok(sub.detached):
@@ -192,6 +193,7 @@ def second_jobs(
                 + " ".join(q(n.split("/", 1)[1]) for n in (_err(r, i), _log(r, i)))
                 + f" {q(f'hist{r}_{i}.root')}",
                 new_attempt=True,
+                round=round,
             )
             log.warning("job %s of run %s had failed (%s): resubmitted as %s", i, r, why, again.key)
             resubmitted.append({"run": r, "job": i, "reason": why, "key": again.key})
@@ -310,6 +312,7 @@ def merge_hist(
             command="./mergeHist.sh",
             cwd=date_dir,
             timeout=merge_timeout_minutes * MIN,
+            round=round,
         )
         d = sub.detached
         data.update(key=sub.key, attempt=sub.attempt, output=(d.stdout or "")[-2000:])
@@ -389,6 +392,7 @@ def draw_pngs(
         cwd=hist,
         timeout=draw_timeout_minutes * MIN,
         cleanup=f"cd {qpath(hist)} && rm -f -- {stale}",
+        round=round,
     )
     d = sub.detached
     data = {"key": sub.key, "attempt": sub.attempt, "output": (d.stdout or "")[-2000:]}

@@ -380,7 +380,12 @@ def _run_substeps(
             )
         else:
             key = base
-        site.start_detached(key, sub.render(run_from, run_to, site.settings.bosse), sub.cwd(paths))
+        site.start_detached(
+            key,
+            sub.render(run_from, run_to, site.settings.bosse),
+            sub.cwd(paths),
+            round=fields["round"],
+        )
         status = site.wait_detached(key, timeout=timeout, poll=poll)
         why = _failure(sub, status)
         if why is not None:

@@ -31,10 +31,25 @@ __all__ = [
     "PollReport",
     "RemoteSite",
     "make_transport",
+    "round_export",
 ]
 
 # Scripts of the remote layer itself are short; they get their own limit.
 CONTROL_TIMEOUT = 60.0
+
+
+def round_export(round: str | None) -> str:
+    """``export ROUND_NUMBER=<n> && `` for ``round`` (``round17`` → ``17``), "" for None.
+
+    Why: the site's env script hard-codes ``ROUND_NUMBER`` (18) and the genJob.sh scripts,
+    ``mergeHist.sh`` and the ``a.out`` programs build their paths from it, so a command for
+    another round must override it after sourcing, or it silently reads round18 data. The
+    digits are kept as written: ``round${ROUND_NUMBER}`` must give back the round's name.
+    """
+    if round is None:
+        return ""
+    number = validate.round_(round).removeprefix("round")
+    return f"export ROUND_NUMBER={number} && "
 
 
 def make_transport(settings: SiteSettings) -> Transport:
@@ -87,9 +102,10 @@ class RemoteSite:
         limit = min(CONTROL_TIMEOUT, self.settings.command_timeout) if timeout is None else timeout
         return self.transport.run(f"# topup: {what}\n{script}", limit)
 
-    def env_prefix(self) -> str:
-        """``source <env_script> && `` (quoted; a leading ``~/`` still expands)."""
-        return f"source {validate.qpath(self.settings.env_script)} && "
+    def env_prefix(self, round: str | None = None) -> str:
+        """``source <env_script> && `` (quoted; a leading ``~/`` still expands), followed by
+        ``round_export(round)`` when a round is given."""
+        return f"source {validate.qpath(self.settings.env_script)} && " + round_export(round)
 
     # --------------------------------------------------------- detached commands
     def start_detached(
@@ -99,14 +115,19 @@ class RemoteSite:
         cwd: str,
         env: bool = True,
         tail_bytes: int = det.DEFAULT_TAIL_BYTES,
+        round: str | None = None,
     ) -> Detached:
         """Start ``command`` under setsid/nohup in ``cwd`` (env script sourced first when
         ``env``), in ONE remote command. If ``key`` exists, re-attach: return its status and
-        do NOT start again. ``started`` tells which happened."""
+        do NOT start again. ``started`` tells which happened.
+
+        ``round`` exports ``ROUND_NUMBER`` after the env script (``round_export``); it is part
+        of the recorded command, so the control dir's ``cmd`` shows which round ran.
+        """
         script = det.start_script(
             self.settings.control_dir,
             key,
-            command,
+            round_export(round) + command,
             validate.path(cwd),
             self.settings.env_script if env else None,
             tail_bytes,
