@@ -1,0 +1,104 @@
+"""Tables of the outputs store, keyed by flow run (``flow_run_id`` = the run's ``run_key``).
+
+- ``workflow_runs``: which definition (name@version) a flow run executed, for which date.
+- ``step_runs``: the latest outcome of each task of a flow run (error code, runs, facts).
+- ``step_outputs``: every file a step produced, verified or downloaded, with size and sha256.
+- ``operator_decisions``: approvals and manual decisions, with who made them and why.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkflowRun(SQLModel, table=True):
+    __tablename__ = "workflow_runs"
+
+    flow_run_id: str = Field(primary_key=True, max_length=64)
+    flow_name: str = Field(max_length=64)
+    workflow: str = Field(index=True, max_length=64)
+    version: str = Field(max_length=32)
+    date: str | None = Field(default=None, index=True, max_length=6)
+    round: str | None = Field(default=None, index=True, max_length=16)
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="running", max_length=16)  # running/completed/failed/aborted
+    message: str = ""
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class StepRun(SQLModel, table=True):
+    __tablename__ = "step_runs"
+    __table_args__ = (UniqueConstraint("flow_run_id", "task_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(index=True, max_length=64)
+    step_id: str = Field(max_length=16)  # definition step, e.g. "step8"
+    task_name: str = Field(max_length=32)  # e.g. "step8_1_submit"
+    label: str = Field(max_length=16)  # "1.1", "8.1" ...
+    outcome: str = Field(max_length=16)  # success / warning / failed / skipped
+    message: str = ""
+    error_code: int | None = None
+    error_name: str | None = None
+    action: str | None = None
+    date: str | None = Field(default=None, max_length=6)
+    round: str | None = Field(default=None, max_length=16)
+    runs_complete: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    runs_incomplete: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    missing_required: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    attempts: int = 1
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class StepOutput(SQLModel, table=True):
+    __tablename__ = "step_outputs"
+    __table_args__ = (UniqueConstraint("flow_run_id", "task_name", "path", "role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(index=True, max_length=64)
+    step_id: str = Field(max_length=16)
+    task_name: str = Field(max_length=32)
+    label: str = Field(max_length=16)
+    run: int | None = Field(default=None, index=True)
+    path: str = Field(max_length=1024)  # remote path (the local one for downloads' twins)
+    name: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64)
+    content_type: str = Field(max_length=64)
+    role: str = Field(max_length=16)  # output / verified / pdf / download
+    local_path: str | None = Field(default=None, max_length=1024)
+    date: str | None = Field(default=None, index=True, max_length=6)
+    round: str | None = Field(default=None, max_length=16)
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class OperatorDecisionRow(SQLModel, table=True):
+    __tablename__ = "operator_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(index=True, max_length=64)
+    step_id: str = Field(max_length=16)
+    task_name: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=16)  # manual / approval / pre-approval / review
+    decision: str = Field(max_length=16)  # continue / retry / abort / approve / skip
+    decided_by: str = Field(default="", max_length=64)
+    note: str = ""
+    error_code: int | None = None
+    decided_at: datetime = Field(default_factory=utcnow)
+
+
+STORE_TABLES = [
+    WorkflowRun.__table__,  # type: ignore[attr-defined]
+    StepRun.__table__,  # type: ignore[attr-defined]
+    StepOutput.__table__,  # type: ignore[attr-defined]
+    OperatorDecisionRow.__table__,  # type: ignore[attr-defined]
+]
