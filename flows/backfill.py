@@ -1,0 +1,143 @@
+"""Backfill: every unprocessed date of a round, oldest first, one after another.
+
+Each date runs the standard workflow as a subflow (its own flow run, tag, outputs, round
+slot). Dates of a round share cumulative remote files, so the backfill stops at the first date
+that does not complete: the later ones would build on a half-processed state. Dates listed in
+DATA without any raw file are skipped (no step accepts them).
+
+Deployment entrypoint: ``flows/backfill.py:backfill``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+
+from flows import recording
+from flows.available_dates import list_dates
+from flows.definitions import load
+from flows.hooks import cleanup_children
+from flows.logs import attach_topup_loggers
+from flows.recording import RunRecord
+from flows.topup_standard import current_run_id, topup_standard
+
+FLOW_NAME = "backfill"
+
+
+class BackfillStopped(Exception):
+    """A date did not complete; the later dates were not started."""
+
+
+def choose_dates(
+    unprocessed: list[str], without_data: list[str], only: str | None, max_dates: int | None
+) -> list[str]:
+    """Oldest first; only the requested subset; never a date without raw files."""
+    dates = sorted(d for d in unprocessed if d not in set(without_data))
+    if only:
+        wanted = {d.strip() for d in only.split(",") if d.strip()}
+        unknown = wanted - set(unprocessed)
+        if unknown:
+            raise ValueError(f"dates {sorted(unknown)} are not unprocessed dates of the round")
+        dates = [d for d in dates if d in wanted]
+    return dates[:max_dates] if max_dates else dates
+
+
+@flow(
+    name=FLOW_NAME,
+    persist_result=True,
+    on_cancellation=[cleanup_children],
+    on_crashed=[cleanup_children],
+)
+def backfill(
+    round: str = "round18",
+    site: str = "default",
+    workflow: str = "topup-standard",
+    workflow_version: str = "1.0.0",
+    dates: str | None = None,
+    max_dates: int | None = None,
+    max_wait_minutes: float | None = None,
+    poll_seconds: float | None = None,
+    submit_job: bool = True,
+    check_ist: bool = True,
+    approve_reset: bool = False,
+    approve_db_submit: bool = False,
+    approved_by: str | None = None,
+    operator_timeout_hours: float = 24,
+) -> dict[str, Any]:
+    """Process every unprocessed date of ``round`` with ``workflow@workflow_version``."""
+    attach_topup_loggers()
+    log = get_run_logger()
+    definition = load(FLOW_NAME)
+    p = definition.validate_parameters(
+        {
+            "round": round,
+            "site": site,
+            "workflow": workflow,
+            "workflow_version": workflow_version,
+            "dates": dates,
+            "max_dates": max_dates,
+            "max_wait_minutes": max_wait_minutes,
+            "poll_seconds": poll_seconds,
+            "submit_job": submit_job,
+            "check_ist": check_ist,
+            "approve_reset": approve_reset,
+            "approve_db_submit": approve_db_submit,
+            "approved_by": approved_by,
+            "operator_timeout_hours": operator_timeout_hours,
+        }
+    )
+    per_date = load(p["workflow"], p["workflow_version"])  # fails early on a bad version
+    run_key = current_run_id()
+    rec = RunRecord(flow_run_id=run_key, definition=definition, round=p["round"])
+    recording.announce(rec, FLOW_NAME, p)
+
+    listing = list_dates(p["round"], p["site"])
+    todo = choose_dates(
+        listing.data.get("unprocessed_dates") or [],
+        listing.data.get("dates_without_data") or [],
+        p["dates"],
+        p["max_dates"],
+    )
+    log.info("backfill of %s with %s: %s", p["round"], per_date.tag, todo or "nothing to do")
+    common = {
+        k: p[k]
+        for k in (
+            "round",
+            "site",
+            "max_wait_minutes",
+            "poll_seconds",
+            "submit_job",
+            "check_ist",
+            "approve_reset",
+            "approve_db_submit",
+            "approved_by",
+            "operator_timeout_hours",
+        )
+        if k in per_date.parameters
+    }
+    done: list[dict[str, Any]] = []
+    for i, date in enumerate(todo):
+        child = topup_standard.with_options(flow_run_name=f"{p['round']}-{date}")
+        state = child(
+            date=date,
+            workflow=per_date.name,
+            workflow_version=per_date.version,
+            return_state=True,
+            **common,
+        )
+        done.append({"date": date, "state": state.type.value, "message": state.message})
+        if not state.is_completed():
+            rest = todo[i + 1 :]
+            message = f"date {date} ended {state.type.value}: {state.message}; not started: {rest}"
+            recording.finish(rec, "failed", message)
+            raise BackfillStopped(message)
+    recording.finish(rec, "completed")
+    return {
+        "round": p["round"],
+        "workflow": per_date.name,
+        "workflow_version": per_date.version,
+        "dates": [d["date"] for d in done],
+        "runs": done,
+    }

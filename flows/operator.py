@@ -1,0 +1,93 @@
+"""What an operator answers when the flow pauses, and the pauses themselves.
+
+The flow pauses in-process with ``pause_flow_run(wait_for_input=...)``: the Prefect UI renders
+the RunInput model as a form (the description above it says what happened and what the
+options mean); the facade resumes with the same fields as ``run_input``. Every pause has a
+stable key, so a run suspended from outside and resumed replays the answers already given
+instead of asking again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal, TypeVar
+
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from pydantic import Field
+
+POLL_ENV = "TOPUP_PAUSE_POLL_SECONDS"  # how often a paused flow checks for its answer
+
+Answer = TypeVar("Answer", bound=RunInput)
+
+
+class OperatorDecision(RunInput):
+    """A step failed with an error that needs a human."""
+
+    action: Literal["continue", "retry", "abort"] = Field(
+        description="continue: accept and go on; retry: run the step again; abort: stop the run"
+    )
+    name: str = Field("", max_length=64, description="Who decides")
+    note: str = Field("", max_length=2000, description="Why (recorded with the run)")
+
+
+class ApprovalDecision(RunInput):
+    """A step that changes shared state (reset, database submission) waits for approval."""
+
+    decision: Literal["approve", "skip", "abort"] = Field(
+        description="approve: run it; skip: go on without it; abort: stop the run"
+    )
+    name: str = Field(min_length=1, max_length=64, description="Who approves (recorded)")
+    note: str = Field("", max_length=2000, description="Remarks (recorded)")
+
+
+class ReviewDecision(RunInput):
+    """A review point after a step (``pause_after`` in the definition)."""
+
+    action: Literal["continue", "abort"] = Field(description="continue or stop the run")
+    name: str = Field("", max_length=64, description="Who reviewed")
+    note: str = Field("", max_length=2000, description="Remarks (recorded)")
+
+
+class OperatorAbort(Exception):
+    """The operator chose to stop the run; the message carries who and why."""
+
+
+class OperatorTimeout(Exception):
+    """Nobody answered a pause within the run's operator timeout."""
+
+
+def poll_seconds() -> float:
+    try:
+        return max(0.05, float(os.environ.get(POLL_ENV, "5")))
+    except ValueError:
+        return 5.0
+
+
+def ask(model: type[Answer], *, key: str, description: str, timeout_hours: float) -> Answer:
+    """Pause the flow run until an operator answers with ``model``'s fields."""
+    from prefect.exceptions import FlowPauseTimeout
+
+    form = model.with_initial_data(description=description)
+    try:
+        return pause_flow_run(  # type: ignore[call-overload, no-any-return]
+            wait_for_input=form,
+            timeout=max(1, int(timeout_hours * 3600)),
+            poll_interval=poll_seconds(),  # type: ignore[arg-type]
+            key=key,
+        )
+    except FlowPauseTimeout:
+        raise OperatorTimeout(
+            f"no operator answer within {timeout_hours:g} h (pause {key})"
+        ) from None
+
+
+def pause_key(*parts: str | int) -> str:
+    """A pause key Prefect accepts (lowercase letters, digits, dashes): ``step1-3-manual-1``."""
+    raw = "-".join(str(p) for p in parts)
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", raw.lower())).strip("-")
+
+
+def who(name: str | None) -> str:
+    return (name or "").strip() or "operator"

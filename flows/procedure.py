@@ -1,0 +1,382 @@
+"""Running the steps of a workflow definition inside a flow: the procedure itself.
+
+For each step: call its task with the definition's retries/timeout, record what it returned
+(or what its error carried), apply the error policy, and pause where a human is needed —
+a ``manual`` error, an approval before reset / database submission (unless pre-approved), a
+review point after a step (``pause_after``). Step 8 expands into its run range, then per
+part a dry run, the approval and the real submission.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from prefect.logging import get_run_logger
+
+from flows import recording
+from flows.definitions import DefinitionError, StepDefinition, WorkflowDefinition
+from flows.operator import (
+    ApprovalDecision,
+    OperatorAbort,
+    OperatorDecision,
+    ReviewDecision,
+    ask,
+    pause_key,
+    who,
+)
+from flows.policy import Reaction, reaction, task_options
+from flows.recording import RunRecord
+from flows.registry import step_task
+from steps.remote.errors import RemoteError
+from steps.results import StepError, StepResult
+
+DB_PARTS = ("1", "2", "3")
+
+
+class StepFailed(Exception):
+    """A step failed for good (retries exhausted, or an error no one can decide on)."""
+
+
+class Outcome(StrEnum):
+    DONE = "success"
+    WARNED = "warning"  # failed with a continue code, or an operator chose to go on
+    SKIPPED = "skipped"
+    EXITED = "exit"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The flow parameters the steps see (already validated against the definition)."""
+
+    date: str | None
+    round: str
+    site: str
+    run_key: str
+    max_wait_minutes: float | None = None
+    poll_seconds: float | None = None
+    submit_job: bool = True
+    check_ist: bool = True
+    approve_reset: bool = False
+    approve_db_submit: bool = False
+    approved_by: str | None = None
+    operator_timeout_hours: float = 24.0
+
+
+def _accepted(task_name: str) -> set[str]:
+    return set(inspect.signature(step_task(task_name).fn).parameters)
+
+
+def check_tasks(definition: WorkflowDefinition) -> None:
+    """Every task exists and accepts the definition's options (fail before any remote work)."""
+    for step in definition.steps:
+        for name in step.tasks:
+            try:
+                accepted = _accepted(name)
+            except LookupError as exc:
+                raise DefinitionError(f"{definition.tag}: {exc}") from None
+            unknown = set(step.options) - accepted
+            if step.kind == "task" and unknown:
+                raise DefinitionError(
+                    f"{definition.tag}: step {step.id} options {sorted(unknown)} are not "
+                    f"parameters of task {name}"
+                )
+
+
+class Procedure:
+    """The steps of one flow run, executed in order."""
+
+    def __init__(self, definition: WorkflowDefinition, options: RunOptions, rec: RunRecord):
+        self.definition = definition
+        self.o = options
+        self.rec = rec
+        self.log = get_run_logger()
+        self.outcomes: dict[str, Outcome] = {}
+
+    # ------------------------------------------------------------------ the run
+    def run(self, start_at_step: str | None = None) -> dict[str, Any]:
+        steps = self.definition.steps
+        todo = self.definition.steps_from(start_at_step)
+        total = len(steps)
+        recording.start_progress(self.rec, total)
+        for step in steps[: len(steps) - len(todo)]:
+            recording.record_skipped(self.rec, step, f"start_at_step={start_at_step}")
+            self.outcomes[step.id] = Outcome.SKIPPED
+            recording.advance(self.rec, step, total)
+        status = "completed"
+        for step in todo:
+            self.log.info("step %s (%s): %s", step.label, step.id, step.title)
+            outcome = self.run_step(step)
+            self.outcomes[step.id] = outcome
+            recording.advance(self.rec, step, total)
+            if outcome == Outcome.EXITED:
+                status = "exited"
+                self.log.warning("step %s ended the run early (exit code)", step.label)
+                break
+            if step.pause_after and outcome != Outcome.SKIPPED:
+                self.review(step)
+        return {"status": status, "steps": {k: str(v) for k, v in self.outcomes.items()}}
+
+    def run_step(self, step: StepDefinition) -> Outcome:
+        """One step: its approval first when it has one, then its task under the policy."""
+        if step.kind == "database":
+            return self.database(step)
+        by: str | None = None
+        if step.approval is not None:
+            by = self.approval(
+                step, key=pause_key(step.id, "approve"), what=_APPROVAL_TEXT[step.approval]
+            )
+            if by is None:
+                recording.record_skipped(self.rec, step, "skipped by the operator")
+                return Outcome.SKIPPED
+        outcome, _ = self.call(step, step.tasks[0], {"approved_by": by} if by else {})
+        return outcome
+
+    # ------------------------------------------------------------------ one task
+    def kwargs(self, step: StepDefinition, task_name: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """The task's arguments: identity, definition options, flow overrides, extras."""
+        accepted = _accepted(task_name)
+        kw: dict[str, Any] = {
+            "date": self.o.date,
+            "round": self.o.round,
+            "run_key": self.o.run_key,
+            "site": self.o.site,
+        }
+        kw.update(step.options)
+        if self.o.max_wait_minutes is not None and step.batch_wait:
+            kw["max_wait_minutes"] = self.o.max_wait_minutes
+        if self.o.poll_seconds is not None:
+            kw["poll_seconds"] = self.o.poll_seconds
+        kw["submit_job"] = self.o.submit_job
+        kw["check_ist"] = self.o.check_ist
+        kw.update(extra)
+        return {k: v for k, v in kw.items() if k in accepted}
+
+    def call(
+        self, step: StepDefinition, task_name: str, extra: dict[str, Any]
+    ) -> tuple[Outcome, StepResult | None]:
+        """Run one task under the policy; returns the outcome and the result when it succeeded."""
+        overrides: dict[str, Any] = {}
+        attempt = 0
+        while True:
+            attempt += 1
+            kw = self.kwargs(step, task_name, {**extra, **overrides})
+            task = step_task(task_name).with_options(
+                **task_options(step, kw.get("max_wait_minutes"))
+            )
+            try:
+                result: StepResult = task(**kw)
+            except StepError as exc:
+                self._record(step, task_name, exc.result, exc.result.outcome.value)
+                react = reaction(exc)
+                if react == Reaction.GO_ON:
+                    self.log.warning("step %s: %s (continue)", step.label, exc)
+                    return Outcome.WARNED, None
+                if react == Reaction.EXIT:
+                    return Outcome.EXITED, None
+                if react == Reaction.FAIL:
+                    raise StepFailed(f"step {step.label} ({task_name}) failed: {exc}") from exc
+                answer = self.manual(step, task_name, exc, attempt)
+                if answer == "retry":
+                    continue
+                if step.continue_with and not overrides:
+                    # e.g. 1.3: register the runs without the IST check this time
+                    overrides = dict(step.continue_with)
+                    continue
+                return Outcome.WARNED, None
+            except (RemoteError, TimeoutError) as exc:
+                # retries exhausted (remote layer), or the definition's hard time limit
+                raise StepFailed(
+                    f"step {step.label} ({task_name}) failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            self._record(step, task_name, result, "success")
+            return Outcome.DONE, result
+
+    def _record(self, step: StepDefinition, task_name: str, result: StepResult, outcome: str):
+        missing = recording.record_result(self.rec, step, task_name, result, outcome)
+        if missing:
+            self.log.warning(
+                "step %s: required files not reported: %s",
+                step.label,
+                ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+            )
+
+    # ----------------------------------------------------------------- humans
+    def manual(self, step: StepDefinition, task_name: str, exc: StepError, attempt: int) -> str:
+        """Pause for an operator's decision on a manual error; returns continue or retry."""
+        info = exc.result.error
+        code = f"{info.code} {info.name}" if info else "?"
+        self.log.warning("step %s needs an operator: [%s] %s", step.label, code, exc.result.message)
+        description = (
+            f"## Step {exc.result.step or step.label} ({task_name}) needs a decision\n\n"
+            f"**[{code}]** {exc.result.message}\n\n"
+            + _facts(exc.result)
+            + "\n\n- **continue**: accept and go on"
+            + (f" (the step runs again with {step.continue_with})" if step.continue_with else "")
+            + "\n- **retry**: run the step again (after fixing the cause)"
+            + "\n- **abort**: stop this run (it ends Failed)\n"
+        )
+        answer = ask(
+            OperatorDecision,
+            key=pause_key(task_name, "manual", attempt),
+            description=description,
+            timeout_hours=self.o.operator_timeout_hours,
+        )
+        by = who(answer.name)
+        recording.record_decision(
+            self.rec,
+            step,
+            kind="manual",
+            decision=answer.action,
+            decided_by=by,
+            note=answer.note,
+            task_name=task_name,
+            error_code=info.code if info else None,
+        )
+        self.log.info("operator %s chose %s for step %s", by, answer.action, step.label)
+        if answer.action == "abort":
+            raise OperatorAbort(
+                f"aborted by {by} at step {step.label} ({task_name}) after [{code}]"
+                + (f": {answer.note}" if answer.note else "")
+            )
+        return answer.action
+
+    def approval(
+        self, step: StepDefinition, *, key: str, what: str, details: str = ""
+    ) -> str | None:
+        """Who approved ``step`` (pre-approval parameter or operator); None when skipped."""
+        pre = self.o.approve_reset if step.approval == "reset" else self.o.approve_db_submit
+        if pre:
+            by = who(self.o.approved_by)
+            recording.record_decision(
+                self.rec,
+                step,
+                kind="pre-approval",
+                decision="approve",
+                decided_by=by,
+                note=f"{key}: parameter approve_{step.approval}",
+                task_name=None,
+            )
+            self.log.info("step %s pre-approved by %s", step.label, by)
+            return by
+        description = f"## Approval needed: {what}\n\n{details}" + self._pdf_list()
+        answer = ask(
+            ApprovalDecision,
+            key=key,
+            description=description,
+            timeout_hours=self.o.operator_timeout_hours,
+        )
+        by = who(answer.name)
+        recording.record_decision(
+            self.rec,
+            step,
+            kind="approval",
+            decision=answer.decision,
+            decided_by=by,
+            note=answer.note,
+        )
+        self.log.info("operator %s chose %s for %s", by, answer.decision, key)
+        if answer.decision == "abort":
+            raise OperatorAbort(
+                f"aborted by {by} at the approval of step {step.label} ({key})"
+                + (f": {answer.note}" if answer.note else "")
+            )
+        return by if answer.decision == "approve" else None
+
+    def review(self, step: StepDefinition) -> None:
+        answer = ask(
+            ReviewDecision,
+            key=pause_key(step.id, "review"),
+            description=f"## Review after step {step.label}: {step.title}\n" + self._pdf_list(),
+            timeout_hours=self.o.operator_timeout_hours,
+        )
+        by = who(answer.name)
+        recording.record_decision(
+            self.rec, step, kind="review", decision=answer.action, decided_by=by, note=answer.note
+        )
+        if answer.action == "abort":
+            raise OperatorAbort(
+                f"aborted by {by} at the review after step {step.label}"
+                + (f": {answer.note}" if answer.note else "")
+            )
+
+    def _pdf_list(self) -> str:
+        from store import repository
+
+        pdfs = [
+            o
+            for o in repository.outputs(self.rec.flow_run_id)
+            if o.role == "download" and o.local_path
+        ]
+        if not pdfs:
+            return ""
+        return "\n\nReports of this run:\n" + "".join(
+            f"\n- `{o.name}` (sha256 `{o.sha256[:16]}…`)" for o in pdfs
+        )
+
+    # ----------------------------------------------------------------- step 8
+    def database(self, step: StepDefinition) -> Outcome:
+        """Run range, then per part: dry run, approval, real submission (each once)."""
+        outcome, rng = self.call(step, "step8_range", {})
+        if rng is None:
+            return outcome
+        bounds = {"run_from": rng.data["run_from"], "run_to": rng.data["run_to"]}
+        worst = Outcome.DONE
+        for part in DB_PARTS:
+            outcome, prepared = self.call(step, f"step8_{part}_prepare", bounds)
+            if prepared is None:
+                return outcome
+            dry = str(prepared.data.get("dry_run_output", "")).strip()
+            recording.record_dry_run(self.rec, part, bounds, dry)
+            by = self.approval(
+                step,
+                key=pause_key(step.id, "approve", part),
+                what=(
+                    f"database submission 8.{part} of runs {bounds['run_from']}–"
+                    f"{bounds['run_to']} (irreversible)"
+                ),
+                details=f"Dry run (`-sub_switch 0`) output:\n\n```\n{dry[-3000:]}\n```\n",
+            )
+            if by is None:
+                self.log.warning("8.%s and the following parts skipped by the operator", part)
+                for later in DB_PARTS[DB_PARTS.index(part) :]:
+                    recording.record_skipped(
+                        self.rec,
+                        step.model_copy(update={"tasks": [f"step8_{later}_submit"]}),
+                        "skipped by the operator",
+                    )
+                return Outcome.SKIPPED
+            outcome, _ = self.call(step, f"step8_{part}_submit", {**bounds, "approved_by": by})
+            if outcome != Outcome.DONE:
+                worst = outcome
+                if outcome == Outcome.EXITED:
+                    return outcome
+        return worst
+
+
+_APPROVAL_TEXT = {
+    "reset": (
+        "step 7 runs `reset.sh`, which archives this date's working files and snapshots the "
+        "cumulative files (shared by the whole round). Review the reports first."
+    ),
+    "db_submit": "the database submission",
+}
+
+
+def _facts(result: StepResult) -> str:
+    """A short account of what the step saw, for the pause form."""
+    lines: list[str] = []
+    if result.runs_incomplete:
+        lines.append(f"- runs incomplete: {result.runs_incomplete}")
+    if result.runs_complete:
+        lines.append(f"- runs complete: {len(result.runs_complete)}")
+    for key in ("invalid_runs", "anomaly_file", "missing_dirs", "left_behind"):
+        if key in result.data:
+            lines.append(f"- {key}: {result.data[key]}")
+    ist = result.data.get("ist_results")
+    if isinstance(ist, dict) and result.data.get("invalid_runs"):
+        bad = {r: v for r, v in ist.items() if int(r) in result.data["invalid_runs"]}
+        lines.append(f"- IST values (before, from DB, after) of those runs: {bad}")
+    return "\n".join(lines)

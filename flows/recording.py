@@ -1,0 +1,258 @@
+"""Recording a flow run: outputs DB rows, Prefect artifacts, the workflow tag, progress.
+
+Every step result goes to the store (``store.repository``) and to a table artifact listing its
+files; downloaded PDFs also get a link artifact; a progress artifact shows steps done / total;
+a markdown artifact and the flow-run tag ``workflow:<name>@<version>`` say which definition
+version the run executed. Artifact keys are stable per round, date and step, so the Prefect UI
+shows the history of a date across runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import get_client
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from flows.definitions import StepDefinition, WorkflowDefinition
+from steps.results import FileRecord, StepResult
+from store import repository
+
+# When set, PDF links point there (``<base>/<run_key>/<file>``) instead of file:// URIs.
+DOWNLOADS_URL_ENV = "TOPUP_DOWNLOADS_BASE_URL"
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    raw = "-".join(p for p in parts if p)
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", raw.lower())).strip("-")[:200]
+
+
+@dataclass
+class RunRecord:
+    """What every record of one flow run shares."""
+
+    flow_run_id: str
+    definition: WorkflowDefinition
+    round: str
+    date: str | None = None
+    progress_id: UUID | None = None
+    done: list[str] = field(default_factory=list)  # step ids finished (any outcome)
+
+    def key(self, *parts: str) -> str:
+        return artifact_key(self.round, self.date or "", *parts)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def announce(rec: RunRecord, flow_name: str, parameters: dict[str, Any]) -> None:
+    """Tag the flow run with its definition, create the store row and the first artifacts."""
+    d = rec.definition
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(rec.flow_run_id))
+        tags = [t for t in run.tags if not t.startswith("workflow:")]
+        client.update_flow_run(UUID(rec.flow_run_id), tags=[*tags, d.tag, f"round:{rec.round}"])
+    repository.start_workflow_run(
+        flow_run_id=rec.flow_run_id,
+        flow_name=flow_name,
+        workflow=d.name,
+        version=d.version,
+        date=rec.date,
+        round=rec.round,
+        parameters=parameters,
+    )
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in parameters.items())
+    steps = "\n".join(
+        f"| {s.label} | `{s.id}` | {s.title} | {s.timeout_minutes:g} | {s.retries} |"
+        + (f" {s.approval} |" if s.approval else " |")
+        for s in d.steps
+    )
+    create_markdown_artifact(
+        markdown=(
+            f"# {d.title}\n\nDefinition **{d.name}@{d.version}** (tag `{d.tag}`), "
+            f"flow run `{rec.flow_run_id}`.\n\n| parameter | value |\n|---|---|\n{rows}\n\n"
+            "| step | id | what | timeout (min) | retries | approval |\n"
+            f"|---|---|---|---|---|---|\n{steps}\n"
+        ),
+        key=rec.key("workflow"),
+        description=f"{d.name}@{d.version}",
+    )
+
+
+def start_progress(rec: RunRecord, total: int) -> None:
+    rec.progress_id = create_progress_artifact(
+        progress=0.0,
+        key=rec.key("progress"),
+        description=f"0 / {total} steps of {rec.definition.name}@{rec.definition.version}",
+    )
+
+
+def advance(rec: RunRecord, step: StepDefinition, total: int) -> None:
+    """Count ``step`` as done and update the progress artifact."""
+    if step.id not in rec.done:
+        rec.done.append(step.id)
+    if rec.progress_id is not None:
+        update_progress_artifact(
+            rec.progress_id,
+            progress=round(100.0 * len(rec.done) / max(total, 1), 1),
+            description=f"{len(rec.done)} / {total} steps done (last: {step.label} {step.id})",
+        )
+
+
+def finish(rec: RunRecord, status: str, message: str = "") -> None:
+    repository.finish_workflow_run(rec.flow_run_id, status, message)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _file_row(f: FileRecord) -> dict[str, Any]:
+    return f.model_dump(
+        include={"path", "size", "sha256", "content_type", "run", "role", "local_path"}
+    )
+
+
+def missing_required(step: StepDefinition, result: StepResult) -> list[str]:
+    """Required file patterns the result does not list (``{run}`` per complete run)."""
+    names = [Path(f.path).name for f in result.files] + [
+        Path(f.local_path).name for f in result.files if f.local_path
+    ]
+    missing: list[str] = []
+    for pattern in step.required_files:
+        pat = pattern.replace("{date}", result.date or "")
+        if "{run}" in pat:
+            wanted = [pat.replace("{run}", str(r)) for r in result.runs_complete]
+        else:
+            wanted = [pat]
+        missing += [w for w in wanted if not fnmatch.filter(names, w)]
+    return missing
+
+
+def _download_link(rec: RunRecord, f: FileRecord) -> str:
+    local = Path(f.local_path or f.path)
+    base = os.environ.get(DOWNLOADS_URL_ENV)
+    if base:
+        return f"{base.rstrip('/')}/{rec.flow_run_id}/{local.name}"
+    return local.resolve().as_uri()
+
+
+def record_result(
+    rec: RunRecord,
+    step: StepDefinition,
+    task_name: str,
+    result: StepResult,
+    outcome: str,
+) -> list[str]:
+    """Store the step's outcome and files; table and link artifacts. Returns missing files."""
+    missing = missing_required(step, result) if outcome == "success" else []
+    error = result.error.model_dump() if result.error else None
+    repository.record_step(
+        flow_run_id=rec.flow_run_id,
+        step_id=step.id,
+        task_name=task_name,
+        label=result.step or step.label,
+        outcome=outcome,
+        message=result.message,
+        error=error,
+        date=result.date or rec.date,
+        round=result.round or rec.round,
+        runs_complete=result.runs_complete,
+        runs_incomplete=result.runs_incomplete,
+        missing_required=missing,
+        data=_jsonable(result.data),
+        files=[_file_row(f) for f in result.files],
+    )
+    if result.files:
+        create_table_artifact(
+            table=[
+                {
+                    "file": Path(f.path).name,
+                    "run": f.run if f.run is not None else "",
+                    "role": f.role,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "path": f.local_path or f.path,
+                }
+                for f in result.files
+            ],
+            key=rec.key(task_name, "files"),
+            description=f"{result.step or step.label} {step.title}: {len(result.files)} files",
+        )
+    for f in result.files:
+        if f.role == "download":
+            create_link_artifact(
+                link=_download_link(rec, f),
+                link_text=Path(f.local_path or f.path).name,
+                key=rec.key(Path(f.local_path or f.path).stem, "pdf"),
+                description=f"{step.label} {step.title} — sha256 {f.sha256}",
+            )
+    return missing
+
+
+def record_dry_run(rec: RunRecord, part: str, bounds: dict[str, int], output: str) -> None:
+    """Show a database part's ``-sub_switch 0`` output (what the real submission will do)."""
+    create_markdown_artifact(
+        markdown=(
+            f"## Step 8.{part}: dry run (`-sub_switch 0`) of runs {bounds['run_from']}–"
+            f"{bounds['run_to']}\n\n```\n{output[-20000:]}\n```\n"
+        ),
+        key=rec.key("step8", part, "dry-run"),
+        description=f"8.{part} dry run, before the operator's approval",
+    )
+
+
+def record_skipped(rec: RunRecord, step: StepDefinition, reason: str) -> None:
+    for task_name in step.tasks:
+        repository.record_step(
+            flow_run_id=rec.flow_run_id,
+            step_id=step.id,
+            task_name=task_name,
+            label=step.label,
+            outcome="skipped",
+            message=reason,
+            date=rec.date,
+            round=rec.round,
+        )
+
+
+def record_decision(
+    rec: RunRecord,
+    step: StepDefinition,
+    *,
+    kind: str,
+    decision: str,
+    decided_by: str,
+    note: str = "",
+    task_name: str | None = None,
+    error_code: int | None = None,
+) -> None:
+    repository.record_decision(
+        flow_run_id=rec.flow_run_id,
+        step_id=step.id,
+        task_name=task_name,
+        kind=kind,
+        decision=decision,
+        decided_by=decided_by,
+        note=note,
+        error_code=error_code,
+    )
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """Step data as JSON (sets, paths and models become plain values)."""
+    import json
+
+    return json.loads(json.dumps(data, default=str))

@@ -1,0 +1,153 @@
+"""The full 21-step flow for one date (250624, 19 runs) on a real Prefect API, over real SSH."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from uuid import UUID
+
+from prefect import get_client, tags
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from flows.topup_standard import topup_standard
+from store import repository
+from tests.flows.conftest import FAST, ROUND, FlowEnv, task_runs, unique_tag
+
+DATE = "250624"
+PDF_STEPS = {"step1_4", "step2_5", "step4_2", "step5_4", "step6_2"}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pages(pdf: Path) -> int:
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-"), f"{pdf} is not a PDF"
+    return len(re.findall(rb"/Type\s*/Page(?![a-z])", data))
+
+
+def _by_name(root: Path) -> dict[str, list[Path]]:
+    """Every file of the simulated tree by name (to find files later steps moved)."""
+    index: dict[str, list[Path]] = {}
+    for p in root.rglob("*"):
+        if p.is_file():
+            index.setdefault(p.name, []).append(p)
+    return index
+
+
+def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) -> None:
+    sim = flow_env.sim
+    runs = sim.runs(ROUND, DATE)
+    assert len(runs) == 19
+    tag = unique_tag()
+    with tags(tag):
+        state = topup_standard(
+            date=DATE,
+            **FAST,
+            approve_reset=True,
+            approve_db_submit=True,
+            approved_by="alice",
+            return_state=True,
+        )
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["status"] == "completed" and summary["workflow_version"] == "1.0.0"
+    assert set(summary["steps"].values()) == {"success"}
+    assert len(summary["steps"]) == 21
+    run_id = summary["flow_run_id"]
+
+    # every step's task ran once and completed
+    names = [t.name.rsplit("-", 1)[0] for t in task_runs(UUID(run_id))]
+    assert len(names) == 20 + 7 and len(set(names)) == len(names)
+
+    # outputs: rows per step, the right runs, the right sha256 (files moved later by 1.2 or
+    # the reset are found under their new directory with the same content)
+    steps = {s.task_name: s for s in repository.step_runs(run_id)}
+    assert all(s.outcome == "success" and not s.missing_required for s in steps.values())
+    outs = repository.outputs(run_id)
+    by_task: dict[str, list] = {}
+    for o in outs:
+        by_task.setdefault(o.task_name, []).append(o)
+    assert len(by_task["step1_1"]) == 6 * len(runs)
+    assert {o.run for o in by_task["step1_1"]} == set(runs)
+    assert {o.run for o in by_task["step2_2"]} == set(runs)
+    assert {o.run for o in by_task["step6_1"]} == set(runs)
+    index = _by_name(sim.root)
+    deleted_by_reset = set(steps["step7"].data.get("deleted", []))
+    checked = 0
+    for o in outs:
+        if o.role == "download":
+            continue
+        path = Path(o.path)
+        if path.exists():
+            assert _sha(path) == o.sha256, o.path
+        elif o.task_name == "step2_1" and o.name not in index:
+            continue  # per-job ntuples: mergeHist.sh (2.2) merges and removes them
+        elif o.path in deleted_by_reset:
+            continue  # the check plots: reset.sh (7) deletes them, and says so
+        else:
+            assert any(_sha(p) == o.sha256 for p in index.get(o.name, [])), o.path
+        checked += 1
+    assert checked > len(outs) // 2
+
+    # the merged reports: downloaded per run, hash verified, one page per PNG of this date
+    downloads = [o for o in outs if o.role == "download"]
+    assert {o.task_name for o in downloads} == PDF_STEPS
+    assert len(downloads) == 8  # 1.4, 2.5, 5.4, 6.2 and the four of 4.2
+    for o in downloads:
+        local = Path(o.local_path or "")
+        assert local.parent == flow_env.downloads / run_id
+        assert _sha(local) == o.sha256
+    pages = {Path(o.local_path or "").name: _pages(Path(o.local_path or "")) for o in downloads}
+    assert pages[f"mergedd_IST_{DATE}.pdf"] == len(runs)
+    assert pages[f"mergedd_Hist_{DATE}.pdf"] == len(runs)
+    assert pages[f"mergedd_ETS_raw_{DATE}.pdf"] == 2 * len(runs)
+    assert pages[f"mergedd_ETS_checkall_{DATE}.pdf"] == len(runs)
+    shield_pngs = [o.name for o in by_task["step4_2"] if o.role == "verified"]
+    for family in ("cut_detail", "after_cut", "before_cut", "check"):
+        expected = sum(n.endswith(f"_{family}.png") for n in shield_pngs)
+        assert expected > 0 and pages[f"{family}_{DATE}.pdf"] == expected
+
+    # step 8 submitted each part exactly once, approved by the pre-approval
+    ledger = sim.db_ledger()
+    assert {e["kind"] for e in ledger} == {"InjSigInterval", "InjSigTime", "OfflineEvtFilter"}
+    assert len({(e["kind"], e["file"]) for e in ledger}) == len(ledger)  # each file once
+    decisions = repository.decisions(run_id)
+    assert [(d.step_id, d.kind, d.decided_by) for d in decisions] == [
+        ("step7", "pre-approval", "alice"),
+        ("step8", "pre-approval", "alice"),
+        ("step8", "pre-approval", "alice"),
+        ("step8", "pre-approval", "alice"),
+    ]
+    wf = repository.workflow_run(run_id)
+    assert wf is not None and (wf.workflow, wf.version, wf.status) == (
+        "topup-standard",
+        "1.0.0",
+        "completed",
+    )
+
+    # Prefect: the workflow tag, the artifacts, the round slot released
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        assert "workflow:topup-standard@1.0.0" in run.tags and tag in run.tags
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])),
+            limit=200,
+        )
+        limit = client.read_global_concurrency_limit_by_name(f"topup-round-{ROUND}")
+    kinds: dict[str, list] = {}
+    for a in arts:
+        kinds.setdefault(a.type or "", []).append(a)
+    assert max(float(a.data) for a in kinds["progress"]) == 100.0  # type: ignore[arg-type]
+    table_keys = {a.key for a in kinds["table"]}
+    assert f"{ROUND}-{DATE}-step1-1-files" in table_keys
+    assert f"{ROUND}-{DATE}-step8-3-submit-files" not in table_keys  # no files, no table
+    # link artifacts are stored as markdown "[name](link)"
+    links = {a.key: str(a.data) for a in kinds["markdown"] if (a.key or "").endswith("-pdf")}
+    assert len(links) == 8
+    ist_link = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
+    assert f"{run_id}/mergedd_IST_{DATE}.pdf" in ist_link
+    assert any("topup-standard@1.0.0" in str(a.data) for a in kinds["markdown"])
+    assert limit.limit == 1 and limit.active_slots == 0

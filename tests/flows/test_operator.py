@@ -1,0 +1,190 @@
+"""Pauses for a human: a manual error (IST anomaly), the reset and database approvals.
+
+The flow runs in the main thread as in a worker; a driver thread watches it through the
+Prefect API (polling with a deadline) and resumes it with ``run_input``, as the UI or the
+facade would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import get_client, tags
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.flow_runs import resume_flow_run
+
+from flows.definitions import load
+from flows.topup_standard import topup_standard
+from store import repository
+from tests.flows.conftest import (
+    FAST,
+    ROUND,
+    Driver,
+    FlowEnv,
+    read_run,
+    task_runs,
+    unique_tag,
+    wait_paused,
+)
+
+DATE = "250626"  # 3 runs: 85420 85421 85422
+ODD_RUN = 85421
+SUBSET = {"workflow": "topup-standard-steps", "workflow_version": "1.0.2"}
+
+
+def _interval_lines(sim: Any) -> list[str]:
+    return Path(sim.inj(ROUND), "interval.txt").read_text().splitlines()
+
+
+def _form_description(flow_run_id: Any, pause_key: str) -> str:
+    """The text shown above the pause form (stored by Prefect with the run input schema)."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run_input(flow_run_id, f"paused-{pause_key}-description")
+
+
+def test_ist_anomaly_pauses_for_input_and_continue_completes(flow_env: FlowEnv) -> None:
+    sim = flow_env.sim
+    sim.set_faults(ist={ODD_RUN: 14000000})
+    tag = unique_tag()
+
+    def operator() -> None:
+        run = wait_paused(tag)
+        assert run.state is not None and run.state.state_details.pause_key == "step1-3-manual-1"
+        text = _form_description(run.id, "step1-3-manual-1")
+        assert "1302" in text and str(ODD_RUN) in text
+        assert not any(line.startswith(f"{ODD_RUN} ") for line in _interval_lines(sim))
+        resume_flow_run(run.id, run_input={"action": "continue", "name": "bob", "note": "ok"})
+
+    with Driver(operator) as driver, tags(tag):
+        state = topup_standard(date=DATE, **SUBSET, **FAST, return_state=True)
+    driver.check()
+    assert state.is_completed(), state.message
+    run_id = state.result()["flow_run_id"]
+    # "continue" on 1.3 registers the runs without the IST check (the definition says so)
+    assert f"{ODD_RUN} 15000000" in _interval_lines(sim)
+    outcomes = {s.task_name: s for s in repository.step_runs(run_id)}
+    assert outcomes["step1_3"].outcome == "success" and outcomes["step1_3"].attempts == 2
+    assert outcomes["step1_4"].outcome == "success"
+    (decision,) = repository.decisions(run_id)
+    assert (decision.kind, decision.decision, decision.decided_by, decision.error_code) == (
+        "manual",
+        "continue",
+        "bob",
+        1302,
+    )
+    states = [(t.name.rsplit("-", 1)[0], t.state_name) for t in task_runs(run_id)]
+    assert states.count(("step1_3", "Failed")) == 1 and ("step1_3", "Completed") in states
+
+
+def test_ist_anomaly_abort_fails_the_run_with_the_reason(flow_env: FlowEnv) -> None:
+    flow_env.sim.set_faults(ist={ODD_RUN: 14000000})
+    tag = unique_tag()
+
+    def operator() -> None:
+        run = wait_paused(tag)
+        resume_flow_run(
+            run.id, run_input={"action": "abort", "name": "carol", "note": "beam was off"}
+        )
+
+    with Driver(operator) as driver, tags(tag):
+        state = topup_standard(date=DATE, **SUBSET, **FAST, return_state=True)
+    driver.check()
+    assert state.is_failed()
+    assert "aborted by carol at step 1.3" in (state.message or "")
+    assert "beam was off" in (state.message or "")
+    run_id = str(state.state_details.flow_run_id)
+    assert read_run(run_id).state_type.value == "FAILED"  # type: ignore[union-attr]
+    wf = repository.workflow_run(run_id)
+    assert wf is not None and wf.status == "aborted" and "carol" in wf.message
+    assert repository.step_runs(run_id)[-1].task_name == "step1_3"  # nothing ran after it
+
+
+def test_reset_and_db_submission_wait_for_approval(flow_env: FlowEnv) -> None:
+    sim = flow_env.sim
+    tag = unique_tag()
+    ctl = Path(flow_env.settings.control_dir)
+    seen: dict[str, Any] = {}
+
+    def resume_at(key: str, run_input: dict[str, Any]) -> Any:
+        run = wait_paused(tag, key=key)
+        seen[key] = {"ledger": list(sim.db_ledger()), "text": _form_description(run.id, key)}
+        resume_flow_run(run.id, run_input=run_input)
+        return run
+
+    def operator() -> None:
+        run = resume_at("step7-approve", {"decision": "skip", "name": "dave", "note": "later"})
+        seen["reset_keys"] = sorted(p.name for p in ctl.glob(f"{run.id}.7.*"))
+        approve = {"decision": "approve", "name": "erin", "note": "dry run checked"}
+        resume_at("step8-approve-1", approve)
+        resume_at("step8-approve-2", approve)
+        resume_at("step8-approve-3", approve)
+
+    with Driver(operator) as driver, tags(tag):
+        state = topup_standard(date=DATE, start_at_step="step7", **FAST, return_state=True)
+    driver.check()
+    assert state.is_completed(), state.message
+    run_id = state.result()["flow_run_id"]
+    # reset: waited, then skipped by the operator: never started on the remote
+    assert seen["reset_keys"] == []
+    assert seen["step7-approve"]["ledger"] == []
+    # each database part: nothing inserted before its approval, the dry run shown
+    kinds = ["InjSigInterval", "InjSigTime", "OfflineEvtFilter"]
+    for i, key in enumerate(["step8-approve-1", "step8-approve-2", "step8-approve-3"]):
+        assert {e["kind"] for e in seen[key]["ledger"]} == set(kinds[:i]), key
+        assert "planned" in seen[key]["text"] and "sub_switch 0" in seen[key]["text"]
+    ledger = sim.db_ledger()
+    assert {e["kind"] for e in ledger} == set(kinds)
+    assert len({(e["kind"], e["file"]) for e in ledger}) == len(ledger)  # each insert once
+    decisions = [
+        (d.step_id, d.kind, d.decision, d.decided_by) for d in repository.decisions(run_id)
+    ]
+    assert decisions == [
+        ("step7", "approval", "skip", "dave"),
+        *[("step8", "approval", "approve", "erin")] * 3,
+    ]
+    submits = [s for s in repository.step_runs(run_id) if s.task_name.endswith("_submit")]
+    assert [s.data["approved_by"] for s in submits] == ["erin"] * 3
+    skipped = {s.task_name for s in repository.step_runs(run_id) if s.outcome == "skipped"}
+    assert {"step1_1", "step6_2", "step7"} <= skipped
+    # the dry runs are also shown as artifacts
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    dry = [a for a in arts if (a.key or "").endswith("dry-run")]
+    assert len(dry) == 3 and all("planned" in str(a.data) for a in dry)
+
+
+def test_review_point_after_a_step_from_a_site_definition(
+    flow_env: FlowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A definition from TOPUP_WORKFLOWS_DIR with ``pause_after`` on its only step."""
+    base = load("topup-standard-steps", "1.0.2").model_dump(mode="json")
+    base["steps"] = [{**base["steps"][0], "pause_after": True, "retries": 0}]
+    base.update(version="0.1.0-review", legacy_names=[])
+    base["parameters"]["start_at_step"].pop("enum")
+    (tmp_path / "review.json").write_text(json.dumps(base))
+    monkeypatch.setenv("TOPUP_WORKFLOWS_DIR", str(tmp_path))
+    tag = unique_tag()
+
+    def reviewer() -> None:
+        run = wait_paused(tag, key="step1-1-review")
+        resume_flow_run(run.id, run_input={"action": "continue", "name": "fred"})
+
+    with Driver(reviewer) as driver, tags(tag):
+        state = topup_standard(
+            date=DATE,
+            workflow="topup-standard-steps",
+            workflow_version="0.1.0-review",
+            **FAST,
+            return_state=True,
+        )
+    driver.check()
+    assert state.is_completed(), state.message
+    run_id = state.result()["flow_run_id"]
+    assert "workflow:topup-standard-steps@0.1.0-review" in read_run(run_id).tags
+    (decision,) = repository.decisions(run_id)
+    assert (decision.kind, decision.decision, decision.decided_by) == ("review", "continue", "fred")
