@@ -1,0 +1,65 @@
+"""Read-only access to the flows' outputs store (``store/``): step results and files.
+
+Why through here: the facade never writes these tables, and every read goes to the same
+database URL as the facade's own tables (``TOPUP_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facade.responses import iso
+from store import repository
+from store.models import StepOutput, StepRun
+
+
+def step_results(database_url: str, flow_run_ids: list[str]) -> dict[tuple[str, str], StepRun]:
+    """Latest recorded outcome per (flow run, task name)."""
+    out: dict[tuple[str, str], StepRun] = {}
+    for fid in flow_run_ids:
+        for row in repository.step_runs(fid, url=database_url):
+            out[(fid, row.task_name)] = row
+    return out
+
+
+def step_result_json(row: StepRun | None) -> dict[str, Any]:
+    """What the legacy ``step_result_json`` carried: the step's facts, not its envelope."""
+    if row is None:
+        return {}
+    return {
+        "step_name": row.task_name,
+        "label": row.label,
+        "outcome": row.outcome,
+        "date": row.date,
+        "round": row.round,
+        "runs_complete": list(row.runs_complete),
+        "runs_incomplete": list(row.runs_incomplete),
+        "missing_required": list(row.missing_required),
+        "error_code": row.error_code,
+        "error_name": row.error_name,
+        **({"data": row.data} if row.data else {}),
+    }
+
+
+def files(database_url: str, flow_run_id: str, task_name: str | None = None) -> list[StepOutput]:
+    rows = repository.outputs(flow_run_id, url=database_url)
+    return [r for r in rows if task_name is None or r.task_name == task_name]
+
+
+def output_record(row: StepOutput, execution_id: int | None) -> dict[str, Any]:
+    """A ``step_outputs`` row in the legacy shape (plus where the file is)."""
+    return {
+        "id": row.id,
+        "execution_id": execution_id,
+        "output_type": "file",
+        "output_path": row.path,
+        "file_name": row.name,
+        "file_size_bytes": row.size,
+        "file_hash": row.sha256,
+        "content_type": row.content_type,
+        "metadata": {"role": row.role, "run": row.run, "date": row.date, "round": row.round},
+        "local_path": row.local_path,
+        "step_name": row.step_id,
+        "task_name": row.task_name,
+        "created_at": iso(row.recorded_at),
+    }

@@ -1,0 +1,310 @@
+"""Every call the facade makes to the Prefect API, in one place.
+
+Why one gateway: the routes speak in legacy terms (tasks, executions, logs); only this module
+knows Prefect's client, filters and state objects, and it talks to the one Prefect API URL of
+the facade's settings (never to whatever PREFECT_API_URL the process happens to carry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterStartTime,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterLevel,
+    TaskRunFilter,
+    TaskRunFilterStartTime,
+)
+from prefect.client.schemas.objects import FlowRun, Log, TaskRun
+from prefect.client.schemas.responses import DeploymentResponse, SetStateStatus
+from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
+from prefect.events.clients import PrefectEventSubscriber
+from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import aresume_flow_run, asuspend_flow_run
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelling, Scheduled
+
+
+class GatewayError(Exception):
+    """Prefect refused or could not do what was asked; the text is safe to show."""
+
+
+class PrefectGateway:
+    """Async access to one Prefect API; open once per app (lifespan) and share."""
+
+    def __init__(self, api_url: str, page_size: int = 200) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.page_size = page_size
+        self._client: PrefectClient | None = None
+        self._deployments: dict[str, DeploymentResponse] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._client is None:
+            client = PrefectClient(self.api_url)
+            await client.__aenter__()
+            self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.__aexit__(None, None, None)
+
+    @property
+    def client(self) -> PrefectClient:
+        if self._client is None:
+            raise GatewayError("Prefect gateway is not open")
+        return self._client
+
+    @contextlib.contextmanager
+    def _settings(self) -> Iterator[None]:
+        """Prefect helpers that build their own client read PREFECT_API_URL: point it at ours."""
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            yield
+
+    async def health(self) -> str | None:
+        """None when the API answers, else a short reason."""
+        try:
+            error = await self.client.api_healthcheck()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            return type(exc).__name__
+        return None if error is None else type(error).__name__
+
+    # -- deployments and runs ----------------------------------------------------------------
+    async def deployment(self, flow_name: str, names: Sequence[str]) -> DeploymentResponse:
+        """The first existing deployment among ``names`` ("flow/deployment"), else any
+        deployment of ``flow_name`` (a definition without its own deployment runs on one of
+        its flow's, naming itself in the parameters)."""
+        for name in names:
+            cached = self._deployments.get(name)
+            if cached is not None:
+                return cached
+            try:
+                deployment = await self.client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            self._deployments[name] = deployment
+            return deployment
+        found = await self.client.read_deployments(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=1
+        )
+        if not found:
+            raise GatewayError(f"No deployment found (looked for {', '.join(names)})")
+        return found[0]
+
+    async def create_run(
+        self,
+        deployment_id: UUID,
+        parameters: dict[str, Any],
+        *,
+        tags: Sequence[str],
+        idempotency_key: str,
+    ) -> FlowRun:
+        return await self.client.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters, tags=list(tags), idempotency_key=idempotency_key
+        )
+
+    async def read_run(self, flow_run_id: str) -> FlowRun | None:
+        try:
+            return await self.client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:
+            return None
+
+    async def read_runs(self, flow_run_ids: Sequence[str]) -> dict[str, FlowRun]:
+        """Several flow runs in one request, keyed by id string."""
+        ids = [UUID(i) for i in flow_run_ids]
+        if not ids:
+            return {}
+        runs: list[FlowRun] = []
+        for chunk in _chunks(ids, self.page_size):
+            runs += await self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+            )
+        return {str(r.id): r for r in runs}
+
+    async def task_runs(self, flow_run_ids: Sequence[str]) -> list[TaskRun]:
+        """All task runs of these flow runs, oldest first (paged)."""
+        ids = [UUID(i) for i in flow_run_ids]
+        if not ids:
+            return []
+        flt = FlowRunFilter(id=FlowRunFilterId(any_=ids))
+        return await self._page_task_runs(flow_run_filter=flt)
+
+    async def _page_task_runs(self, **filters: Any) -> list[TaskRun]:
+        out: list[TaskRun] = []
+        offset = 0
+        while True:
+            page = await self.client.read_task_runs(
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=self.page_size,
+                offset=offset,
+                **filters,
+            )
+            out += page
+            if len(page) < self.page_size:
+                return out
+            offset += self.page_size
+
+    async def logs(
+        self,
+        flow_run_ids: Sequence[str],
+        *,
+        limit: int,
+        min_level: int | None = None,
+        max_level: int | None = None,
+        newest_first: bool = True,
+    ) -> list[Log]:
+        """Logs of these flow runs (flow and task logs), at most ``limit``, paged."""
+        ids = [UUID(i) for i in flow_run_ids]
+        if not ids or limit <= 0:
+            return []
+        level = None
+        if min_level is not None or max_level is not None:
+            level = LogFilterLevel(ge_=min_level, le_=max_level)
+        flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids), level=level)
+        sort = LogSort.TIMESTAMP_DESC if newest_first else LogSort.TIMESTAMP_ASC
+        out: list[Log] = []
+        while len(out) < limit:
+            want = min(self.page_size, limit - len(out))
+            page = await self.client.read_logs(flt, limit=want, offset=len(out), sort=sort)
+            out += page
+            if len(page) < want:
+                break
+        return out
+
+    # -- control -----------------------------------------------------------------------------
+    async def suspend(self, flow_run_id: str) -> None:
+        """Suspend from outside: the running step finishes, the flow exits at the next one."""
+        with self._settings():
+            try:
+                await asuspend_flow_run(flow_run_id=UUID(flow_run_id))
+            except RuntimeError as exc:
+                raise GatewayError(str(exc)) from exc
+
+    async def resume(self, flow_run_id: str, run_input: dict[str, Any] | None = None) -> None:
+        with self._settings():
+            try:
+                await aresume_flow_run(UUID(flow_run_id), run_input=run_input)
+            except Exception as exc:  # NotPausedError, FlowPauseTimeout, RuntimeError
+                raise GatewayError(str(exc) or type(exc).__name__) from exc
+
+    async def pause_form(self, flow_run: FlowRun) -> tuple[dict[str, Any], str | None] | None:
+        """The JSON schema and description of the input a paused run waits for, if any."""
+        state = flow_run.state
+        keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
+        if not keyset:
+            return None
+        try:
+            schema = json.loads(
+                await self.client.read_flow_run_input(flow_run.id, keyset["schema"])
+            )
+        except (ObjectNotFound, ValueError, KeyError):
+            return None
+        try:
+            description = json.loads(
+                await self.client.read_flow_run_input(flow_run.id, keyset["description"])
+            )
+        except (ObjectNotFound, ValueError, KeyError):
+            description = None
+        return schema, description if isinstance(description, str) else None
+
+    async def cancel(self, flow_run_id: str) -> str:
+        """Ask for cancellation; the server goes straight to Cancelled when nothing runs."""
+        result = await self.client.set_flow_run_state(UUID(flow_run_id), Cancelling())
+        if result.status not in (SetStateStatus.ACCEPT, SetStateStatus.REJECT):
+            reason = getattr(result.details, "reason", None) or result.status.value
+            raise GatewayError(f"Prefect refused the cancellation: {reason}")
+        return result.state.type.value if result.state else "CANCELLING"
+
+    async def reschedule(self, flow_run_id: str) -> None:
+        """Run the same flow run again; its completed steps come back Cached."""
+        result = await self.client.set_flow_run_state(
+            UUID(flow_run_id), Scheduled(message="Retried from the facade"), force=True
+        )
+        if result.status != SetStateStatus.ACCEPT:
+            reason = getattr(result.details, "reason", None) or result.status.value
+            raise GatewayError(f"Prefect refused the retry: {reason}")
+
+    async def update_parameters(self, flow_run_id: str, parameters: dict[str, Any]) -> None:
+        await self.client.update_flow_run(UUID(flow_run_id), parameters=parameters)
+
+    # -- statistics --------------------------------------------------------------------------
+    async def flow_runs_between(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        flow_names: Sequence[str] | None = None,
+        flow_run_ids: Sequence[str] | None = None,
+    ) -> list[FlowRun]:
+        flt = FlowRunFilter(
+            start_time=FlowRunFilterStartTime(after_=since, before_=until),
+            id=FlowRunFilterId(any_=[UUID(i) for i in flow_run_ids])
+            if flow_run_ids is not None
+            else None,
+        )
+        flow_filter = FlowFilter(name=FlowFilterName(any_=list(flow_names))) if flow_names else None
+        out: list[FlowRun] = []
+        offset = 0
+        while True:
+            page = await self.client.read_flow_runs(
+                flow_filter=flow_filter,
+                flow_run_filter=flt,
+                sort=FlowRunSort.START_TIME_ASC,
+                limit=self.page_size,
+                offset=offset,
+            )
+            out += page
+            if len(page) < self.page_size:
+                return out
+            offset += self.page_size
+
+    async def task_runs_between(
+        self, since: datetime, until: datetime, flow_run_ids: Sequence[str]
+    ) -> list[TaskRun]:
+        ids = [UUID(i) for i in flow_run_ids]
+        if not ids:
+            return []
+        out: list[TaskRun] = []
+        for chunk in _chunks(ids, self.page_size):
+            out += await self._page_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
+                task_run_filter=TaskRunFilter(
+                    start_time=TaskRunFilterStartTime(after_=since, before_=until)
+                ),
+            )
+        return out
+
+    # -- events ------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def events(
+        self, flow_run_ids: Sequence[str], tags: Sequence[str] = ()
+    ) -> AsyncIterator[PrefectEventSubscriber]:
+        """Prefect's event stream for these flow runs (or runs with these tags) and their
+        task runs."""
+        ids = [f"prefect.flow-run.{i}" for i in flow_run_ids] + [f"prefect.tag.{t}" for t in tags]
+        flt = EventFilter(
+            event=EventNameFilter(prefix=["prefect.flow-run.", "prefect.task-run."]),
+            any_resource=EventAnyResourceFilter(id=ids),
+        )
+        subscriber = PrefectEventSubscriber(api_url=self.api_url, filter=flt)
+        async with subscriber:
+            yield subscriber
+
+
+def _chunks(items: list[UUID], size: int) -> Iterator[list[UUID]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

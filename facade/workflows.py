@@ -1,0 +1,155 @@
+"""The workflow catalog as the facade sees it: definitions from ``flows.definitions``.
+
+Why an adapter: legacy clients name workflows by their old names (``topup_standard_workflow``)
+and send ``date_param``; the definitions know their legacy aliases, and this module adds the
+few request-level translations and the legacy response shapes, so the routes stay thin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from flows import definitions
+from flows.definitions import DefinitionError, WorkflowDefinition
+
+# Keys legacy clients send inside ``parameters`` that are not flow parameters: accepted,
+# echoed back in the task's parameters, never passed to Prefect.
+LEGACY_EXTRAS = ("user_id", "download_files")
+# Legacy parameter names that the definitions call differently.
+LEGACY_PARAM_RENAMES = {"date_param": "date"}
+
+
+class UnknownWorkflow(LookupError):
+    pass
+
+
+class ParameterError(ValueError):
+    """Parameters rejected by the definition; ``status`` is 400 (missing) or 422 (invalid)."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PreparedParameters:
+    """What a request's ``parameters`` become: flow parameters and echoed legacy extras."""
+
+    flow: dict[str, Any]
+    extras: dict[str, Any]
+
+
+def resolve(name: str, version: str | None = None) -> WorkflowDefinition:
+    """A definition by name or legacy alias; the latest version when none is given."""
+    try:
+        return definitions.load(name, version)
+    except DefinitionError as exc:
+        raise UnknownWorkflow(f"Workflow not found: {name}") from exc
+
+
+def all_definitions() -> list[WorkflowDefinition]:
+    return definitions.list_definitions()
+
+
+def deployment_names(defn: WorkflowDefinition) -> list[str]:
+    """Candidate Prefect deployment names, the versioned convention first."""
+    names = [
+        f"{defn.flow}/{defn.name}-{defn.version}",
+        f"{defn.flow}/{defn.flow}-{defn.version}",
+        f"{defn.flow}/{defn.name}",
+        f"{defn.flow}/{defn.flow}",
+    ]
+    return list(dict.fromkeys(names))
+
+
+def split_parameters(raw: dict[str, Any]) -> PreparedParameters:
+    """Separate legacy extras and rename legacy keys; nothing is validated here."""
+    flow: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in LEGACY_EXTRAS:
+            extras[key] = value
+            continue
+        target = LEGACY_PARAM_RENAMES.get(key, key)
+        if target in flow and target != key:
+            raise ParameterError(422, f"Parameter {key} duplicates {target}", key)
+        flow[target] = value
+    return PreparedParameters(flow=flow, extras=extras)
+
+
+def validate(defn: WorkflowDefinition, raw: dict[str, Any]) -> PreparedParameters:
+    """Validate against the definition (types, required, defaults, bounds, date format)."""
+    prepared = split_parameters(raw)
+    try:
+        checked = defn.validate_parameters(prepared.flow)
+    except ValidationError as exc:
+        raise _parameter_error(exc) from None
+    except ValueError as exc:
+        raise ParameterError(422, f"Invalid parameters: {exc}") from None
+    return PreparedParameters(
+        flow=_drop_unset(defn, checked, prepared.flow), extras=prepared.extras
+    )
+
+
+def _drop_unset(defn: WorkflowDefinition, checked: dict[str, Any], given: dict[str, Any]) -> dict:
+    """Keep every given value and every non-None default (None means "flow decides")."""
+    return {k: v for k, v in checked.items() if k in given or v is not None}
+
+
+def _parameter_error(exc: ValidationError) -> ParameterError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "parameters"
+    kind = first.get("type", "")
+    if kind == "missing":
+        return ParameterError(400, f"Missing required parameter: {field}", field)
+    if kind == "extra_forbidden":
+        return ParameterError(422, f"Unknown parameter: {field}", field)
+    msg = first.get("msg", "invalid")
+    return ParameterError(422, f"Invalid parameter {field}: {msg}", field)
+
+
+def legacy_step(defn: WorkflowDefinition, index: int) -> dict[str, Any]:
+    """A step as ``GET /api/workflows/<name>`` shows it (legacy keys plus the new facts)."""
+    step = defn.steps[index]
+    out: dict[str, Any] = {
+        "id": step.id,
+        "order": index + 1,
+        "display_name": step.title,
+        "label": step.label,
+        "module": "steps",
+        "function": step.tasks[0] if step.tasks else step.id,
+        "tasks": list(step.tasks),
+        "description": step.title,
+        "timeout_minutes": step.timeout_minutes,
+        "retry_count": step.retries,
+        "retry_delay_seconds": step.retry_delay_seconds,
+        "parameters": dict(step.options),
+        "required_files": list(step.required_files),
+        "pause_after": step.pause_after,
+    }
+    if step.approval:
+        out["approval"] = step.approval
+    return out
+
+
+def legacy_parameters_config(defn: WorkflowDefinition) -> dict[str, Any]:
+    """The legacy ``parameters`` section: ``required`` names and ``optional`` specs."""
+    required = [n for n, s in defn.parameters.items() if s.required]
+    optional = []
+    for name, spec in defn.parameters.items():
+        if spec.required:
+            continue
+        item: dict[str, Any] = {"name": name, "type": spec.type, "default": spec.default}
+        if spec.description:
+            item["description"] = spec.description
+        for key in ("minimum", "maximum", "pattern", "format", "enum"):
+            value = getattr(spec, key)
+            if value is not None:
+                item[{"minimum": "min", "maximum": "max"}.get(key, key)] = value
+        optional.append(item)
+    return {"required": required, "optional": optional}

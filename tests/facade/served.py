@@ -1,0 +1,94 @@
+"""Run the facade for real: uvicorn on a free loopback port, in a thread of the test process.
+
+Why a thread and not TestClient: the contract is HTTP (headers, streaming, WebSocket and
+Socket.IO upgrades); tests talk to it with httpx and socketio clients over TCP.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import uvicorn
+from sqlmodel import Session
+
+from facade.config import FacadeSettings
+from facade.main import create_app
+from facade.tokens import issue_token
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    base_url: str
+    settings: FacadeSettings
+    app: object
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token_for(self, user: str, admin: bool = False) -> str:
+        if user not in self.tokens:
+            with Session(self.app.state.engine) as session:  # type: ignore[attr-defined]
+                self.tokens[user] = issue_token(session, user, admin=admin)
+        return self.tokens[user]
+
+    def client(self, user: str | None = None, admin: bool = False, **kw: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token_for(user, admin)}"} if user else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+
+    def ws_url(self, path: str) -> str:
+        return "ws://" + self.base_url.removeprefix("http://") + path
+
+
+@contextmanager
+def serve(settings: FacadeSettings) -> Iterator[Served]:
+    """The facade on a free port until the block ends (the server is stopped and joined)."""
+    # A short Engine.IO heartbeat: long-polling clients then disconnect in about a second.
+    settings = settings.model_copy(
+        update={"socketio_ping_interval": 1.0, "socketio_ping_timeout": 1.0}
+    )
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"facade-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the facade did not start")
+        time.sleep(0.02)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
