@@ -50,11 +50,11 @@ def test_large_output_is_drained(site: RemoteSite) -> None:
 def test_background_child_holding_stdout_does_not_block(site: RemoteSite) -> None:
     """Legacy: the read waited for background children to close stdout."""
     start = time.monotonic()
-    res = site.run("(sleep 6; echo late) & echo early", timeout=30)
+    res = site.run("(sleep 60; echo late) & echo early", timeout=90)
     elapsed = time.monotonic() - start
     assert res.ok and res.stdout.startswith("early")
-    assert elapsed < 4, f"took {elapsed:.1f}s"
-    site.run("pkill -f 'slee[p] 6$' || true", timeout=10)
+    assert elapsed < 30, f"took {elapsed:.1f}s"  # not held for the 60 s child
+    site.run("pkill -f 'slee[p] 60$' || true", timeout=10)
 
 
 def test_timeout_raises_and_kills_remote_group(site: RemoteSite) -> None:
@@ -64,7 +64,7 @@ def test_timeout_raises_and_kills_remote_group(site: RemoteSite) -> None:
     with pytest.raises(RemoteTimeout) as info:
         site.run("sleep 41.71 & sleep 41.72; wait", timeout=1.0)
     elapsed = time.monotonic() - start
-    assert elapsed < 1.0 + grace + 1.0, f"took {elapsed:.1f}s"
+    assert elapsed < 1.0 + grace + 15, f"took {elapsed:.1f}s"  # not the 41 s sleep
     assert info.value.timeout == 1.0
     wait_for(
         lambda: remote_pids(site, "slee[p] 41.7") == [],
@@ -80,7 +80,7 @@ def test_timeout_of_a_command_ignoring_term(site: RemoteSite) -> None:
     with pytest.raises(RemoteTimeout):
         site.run("trap '' TERM; sleep 42.51", timeout=1.0)
     elapsed = time.monotonic() - start
-    assert elapsed < 1.0 + grace + 1.5, f"took {elapsed:.1f}s"
+    assert elapsed < 1.0 + grace + 15, f"took {elapsed:.1f}s"  # not the 42 s sleep
     wait_for(lambda: remote_pids(site, "slee[p] 42.51") == [], 15, "KILL of the group")
 
 

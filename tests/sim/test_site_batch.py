@@ -39,7 +39,7 @@ def step1_dir(sim: SimSite) -> Path:
 
 
 def test_submission_is_logged_and_returns_at_once(sim: SimSite) -> None:
-    sim.set_faults(job_seconds=1.5)
+    sim.set_faults(job_seconds=30)
     d = step1_dir(sim)
     name = write_job(sim, d, 85383)
     started = time.monotonic()
@@ -55,7 +55,7 @@ def test_submission_is_logged_and_returns_at_once(sim: SimSite) -> None:
         text=True,
         timeout=30,
     )
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 20  # not held for the 30 s job
     m = CLUSTER_LINE.match(proc.stdout.strip())
     assert m is not None
     (sub,) = sim.submissions()
@@ -152,7 +152,7 @@ def test_hep_rm_kills_a_running_job_process_group(sim: SimSite) -> None:
     (sp / "run_1_3.txt").write_text(f"touch {marker}; sleep 300; echo late > {sp}/late\n")
     cluster = submit(sim, sp, "run_1_3.txt", kind="hep_sub")
     wait_for(marker.exists)
-    assert [p for p in sim.tree_processes() if "sleep" in " ".join(_cmdline(p))]
+    wait_for(lambda: [p for p in sim.tree_processes() if "sleep" in " ".join(_cmdline(p))])
     assert bash(sim, f"hep_rm {cluster}.0", sp).returncode == 0
     wait_for(lambda: not sim.active_jobs())
     wait_for(lambda: not [p for p in sim.tree_processes() if "sleep" in " ".join(_cmdline(p))])
@@ -222,7 +222,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def test_growing_ntuple_is_written_in_chunks_before_the_log(sim: SimSite) -> None:
     """Fault `growing`: a step-2 ntuple grows for grow_seconds, then the job logs."""
-    fast(sim, growing=[85420], grow_seconds=0.8)
+    fast(sim, growing=[85420], grow_seconds=3.0)
     sim.prepare("250626", through="1")
     res = bash(sim, "./genJob.sh 250626", sim.base())
     assert res.returncode == 0, res.stderr

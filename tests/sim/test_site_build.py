@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import time
 from pathlib import Path
 
 import pytest
@@ -165,13 +164,10 @@ def test_unsuitable_roots_are_refused(tmp_path: Path) -> None:
         build_site(tmp_path / "full")
 
 
-def test_large_generated_layout_builds_fast(tmp_path: Path) -> None:
+def test_large_generated_layout_builds(tmp_path: Path) -> None:
     layout = generated_layout(rounds=4, dates_per_round=20, runs_per_date=5)
     assert [r.name for r in layout.rounds] == ["round18", "round17", "round16", "round15"]
-    started = time.monotonic()
     site = build_site(tmp_path / "big", layout)
-    elapsed = time.monotonic() - started
-    assert elapsed < 10, f"building took {elapsed:.1f}s"
     for rnd in layout.rounds:
         dates = sorted(p.name for p in site.data(rnd.name).iterdir())
         assert len(dates) == 20

@@ -3,7 +3,6 @@ a complete run, and a run suspended from outside and resumed."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -23,32 +22,16 @@ pytestmark = pytest.mark.slow
 
 DEPLOYMENT = "topup-standard-1.0.0"
 DATE = "250626"  # round18, three runs
-# Creation of a flow run -> start of its first step. Measured ~5-13 s on the shared 2-core CI
-# machine (most of it is the new process importing prefect and the flow); the figure for the
-# benchmarks is printed. The bound only catches a worker that polls far too rarely.
-START_BOUND_SECONDS = float(os.environ.get("TOPUP_STACK_START_BOUND", "20"))
-PICKUP_BOUND_SECONDS = 5.0
 
 
-def test_run_from_deployment_completes_and_starts_quickly(
+def test_run_from_deployment_completes(
     stack: PrefectStack, sim: Any, stack_site: str, stack_runs: StackRuns
 ) -> None:
     sim.set_faults(**SIM_FAST)
     run = stack_runs.start(
         DEPLOYMENT, date=DATE, round="round18", site=stack_site, max_wait_minutes=1.0, **PREAPPROVED
     )
-    assert run.created is not None
-    tasks = stack_runs.wait_task(run.id, lambda ts: bool(step_tasks(ts)), timeout=90)
-    first = min(t.start_time or t.expected_start_time for t in step_tasks(tasks))  # type: ignore[type-var]
-    latency = (first - run.created).total_seconds()  # type: ignore[operator]
-    print(f"\nfirst step started {latency:.2f}s after the flow run was created")
-
-    with stack.sync_client() as client:
-        states = client.read_flow_run_states(run.id)
-    pending = min(st.timestamp for st in states if st.is_pending())
-    pickup = (pending - run.created).total_seconds()
-    print(f"worker picked the run up {pickup:.2f}s after its creation")
-
+    # Start latency is measured by the benchmarks (bench/), not asserted here.
     done = stack_runs.wait(run.id, timeout=300)
     assert state_name(done) == "Completed", done.state
     assert done.parameters["workflow_version"] == "1.0.0"  # the deployment's parameter
@@ -56,9 +39,6 @@ def test_run_from_deployment_completes_and_starts_quickly(
     assert {"step1_1", "step2_5", "step6_2", "step7", "step8_3_submit"} <= names
     # The simulated DB received the submission of step 8: the run really went through.
     assert sim.db_ledger()
-    # The worker asks every ~1 s (Prefect's default is 10 s).
-    assert pickup < PICKUP_BOUND_SECONDS
-    assert latency < START_BOUND_SECONDS
 
 
 def test_suspended_run_resumes_and_completed_steps_come_back_cached(

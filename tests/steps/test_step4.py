@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,10 +85,9 @@ def test_checker_jobs_wait_for_every_job_to_end(site: RemoteSite, sim: Any) -> N
 
 
 def test_without_check_it_returns_after_submitting(local_site: RemoteSite, sim: Any) -> None:
-    sim.set_faults(job_seconds=5)
-    start = time.monotonic()
+    sim.set_faults(job_seconds=60)
     result = _run_4_1(local_site, check=False)
-    assert time.monotonic() - start < 4  # did not wait for the 5 s jobs
+    assert sim.active_jobs()  # returned while the jobs still run
     assert result.data["check"] is False and "png_runs" not in result.data
     assert len(_stage4(sim)) == 3
 
@@ -106,10 +104,14 @@ def test_non_topup_data_is_normal(local_site: RemoteSite, sim: Any) -> None:
 def test_never_finishing_job_times_out_4104(local_site: RemoteSite, sim: Any) -> None:
     sim.set_faults(never_finish={"4": [85420]})
     with pytest.raises(StepError) as exc:
-        _run_4_1(local_site, max_wait_minutes=0.02)
+        _run_4_1(local_site, max_wait_minutes=0.05)
     res = exc.value.result
     assert res.error.code == 4104 and exc.value.action == "retry"
-    assert res.runs_incomplete == [85420] and res.data["timed_out"] is True
+    # The never-ending run is listed; on a loaded machine a slow normal run may be listed too,
+    # but every run is accounted for exactly once.
+    assert 85420 in res.runs_incomplete and res.data["timed_out"] is True
+    assert sorted(res.runs_complete + res.runs_incomplete) == sorted(RUNS)
+    assert 85420 not in res.runs_complete
 
 
 def test_check_only_without_job_files_is_4103(local_site: RemoteSite, sim: Any) -> None:
