@@ -3,7 +3,9 @@
 Why: ``prefect deploy --all`` only registers deployments; the process work pool they point at
 and the per-round global concurrency limits (one active run per round, see
 ``flows.round_slot``) must exist first. Running this again changes nothing that is already
-right, and corrects a limit or pool concurrency someone changed by hand.
+right, and corrects a limit or pool concurrency someone changed by hand. With notification
+settings it also creates the webhook notifications (``deployments.notifications``; off, and
+logged so, when no webhook URL is configured).
 
     python -m deployments.setup --api-url http://127.0.0.1:4200/api --round round18
 """
@@ -26,6 +28,11 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.workers.process import ProcessWorker
 from pydantic import BaseModel, Field
 
+from deployments.notifications import (
+    NotificationReport,
+    NotificationSettings,
+    ensure_notifications,
+)
 from flows.round_slot import limit_name
 
 POOL_NAME = "topup-pool"
@@ -42,6 +49,7 @@ class SetupReport(BaseModel):
     pool_updated: bool = False
     limits_created: list[str] = Field(default_factory=list)
     limits_updated: list[str] = Field(default_factory=list)
+    notifications: NotificationReport | None = None
 
 
 async def ensure_work_pool(
@@ -124,10 +132,15 @@ async def setup(
     pool: str = POOL_NAME,
     rounds: Sequence[str] = ("round18",),
     pool_limit: int | None = None,
+    notifications: NotificationSettings | None = None,
 ) -> SetupReport:
-    """``ensure_all`` against the server at ``api_url`` (explicit: never the ambient one)."""
+    """``ensure_all`` against the server at ``api_url`` (explicit: never the ambient one),
+    then the notifications when settings for them are given."""
     async with PrefectClient(api=api_url) as client:
-        return await ensure_all(client, pool, rounds, pool_limit)
+        report = await ensure_all(client, pool, rounds, pool_limit)
+        if notifications is not None:
+            report.notifications = await ensure_notifications(client, notifications)
+        return report
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -137,8 +150,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--round", dest="rounds", action="append", default=None)
     parser.add_argument("--pool-limit", type=int, default=None)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = asyncio.run(
-        setup(args.api_url, args.pool, args.rounds or ["round18"], args.pool_limit)
+        setup(
+            args.api_url,
+            args.pool,
+            args.rounds or ["round18"],
+            args.pool_limit,
+            NotificationSettings(),  # TOPUP_NOTIFY_* from the environment / .env
+        )
     )
     print(report.model_dump_json(indent=1))
 

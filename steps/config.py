@@ -25,6 +25,9 @@ class HostSettings(BaseModel):
     port: int = Field(22, ge=1, le=65535)
     user: str = "topup"
     password: SecretStr | None = None
+    # Name of a Prefect Secret block holding the password, used when ``password`` is unset.
+    # Resolved by steps.session (the remote layer never sees anything but the password).
+    password_secret_block: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     key_file: Path | None = None
 
 

@@ -8,6 +8,9 @@ Resolution of a name:
 - ``TOPUP_SITES_DIR/<name>.json`` if that file exists (written by ``topup-sim up``
   or by an operator), overlaid by the ``TOPUP_*`` environment;
 - otherwise, for ``default``, the environment alone (IHEP defaults).
+
+A hop with ``password_secret_block`` and no password gets the password from that Prefect
+Secret block here, so passwords need not sit in the worker's environment or a site file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import os
 import re
 import threading
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from steps.config import SiteSettings
 from steps.remote.site import RemoteSite
@@ -37,10 +42,24 @@ def load_settings(name: str = "default") -> SiteSettings:
             data = json.loads(path.read_text())
             # Environment variables still win over the file (pydantic-settings order:
             # init kwargs > env), so only pass keys the environment does not set.
-            return SiteSettings(**data)
+            return with_secret_passwords(SiteSettings(**data))
     if name != "default":
         raise LookupError(f"unknown site {name!r} (no {name}.json in TOPUP_SITES_DIR)")
-    return SiteSettings()
+    return with_secret_passwords(SiteSettings())
+
+
+def with_secret_passwords(settings: SiteSettings) -> SiteSettings:
+    """Fill each hop's missing password from its Prefect Secret block, if it names one."""
+    updates = {}
+    for hop in ("jump", "login"):
+        host = getattr(settings, hop)
+        if host is None or host.password is not None or not host.password_secret_block:
+            continue
+        from prefect.blocks.system import Secret  # only when a block is named
+
+        value = Secret.load(host.password_secret_block).get()
+        updates[hop] = host.model_copy(update={"password": SecretStr(str(value))})
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def open_site(name: str = "default") -> RemoteSite:

@@ -61,6 +61,8 @@ def prefect_stack() -> Iterator[PrefectStack]:
             rounds=["round18", "round17"],
             worker_env=TEST_WORKER_ENV,
             isolate_topup_env=True,
+            # A slow start is not a failure: a loaded 2-core machine needs minutes.
+            start_timeout=600.0,
         )
     )
     stack.start()

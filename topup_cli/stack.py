@@ -37,6 +37,7 @@ from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import BaseModel, Field, SecretStr
 
+from deployments.notifications import NotificationSettings
 from deployments.setup import POOL_NAME, SetupReport
 from deployments.setup import setup as setup_pool_and_limits
 from topup_cli.processes import ManagedProcess
@@ -77,6 +78,9 @@ class StackSettings(BaseModel):
     sites_dir: Path | None = None  # TOPUP_SITES_DIR of flow runs (default data_dir/sites)
     topup_database_url: str | None = None  # outputs store (default SQLite in data_dir)
     results_dir: Path | None = None  # persisted task results (default data_dir/results)
+    # Webhook notifications (deployments.notifications); None: TOPUP_NOTIFY_* from the
+    # environment, unless isolate_topup_env (then off).
+    notifications: NotificationSettings | None = None
     server_env: dict[str, str] = Field(default_factory=dict)
     worker_env: dict[str, str] = Field(default_factory=dict)
     python: Path = Path(sys.executable)
@@ -196,6 +200,13 @@ class PrefectStack:
             # Expired leases (a run whose process died holding its round's slot) are
             # reclaimed within seconds of expiring instead of up to 15 s later.
             PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="2",
+            # Concurrency leases (the round slots) on disk, not in the server's memory: a
+            # restarted server otherwise forgets every lease while the limit still counts
+            # the slot as taken, and no run of that round ever starts again (found by the
+            # chaos suite, tests/chaos/test_faults.py). Files under PREFECT_HOME.
+            PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=(
+                "prefect.server.concurrency.lease_storage.filesystem"
+            ),
         )
         env.update(s.server_env)
         return env
@@ -277,6 +288,44 @@ class PrefectStack:
                 break
         raise StackError(f"Prefect server did not become healthy:\n{tail}")
 
+    def restart_server(self) -> None:
+        """Stop the server and start it again on the same port and database.
+
+        Workers and flow runs keep running: they find the same API URL again (a server
+        upgrade or crash-restart). The port just freed may linger for a moment: the start is
+        retried on the same port until ``start_timeout``.
+        """
+        if self.server is not None:
+            self.server.stop(timeout=15.0)
+            self.server = None
+        deadline = time.monotonic() + self.settings.start_timeout
+        tail = ""
+        while time.monotonic() < deadline:
+            self.server = ManagedProcess(
+                "server",
+                self._prefect(
+                    "server",
+                    "start",
+                    "--host",
+                    self.settings.host,
+                    "--port",
+                    str(self.port),
+                    "--ui" if self.settings.ui else "--no-ui",
+                ),
+                self.server_env(),
+                self.data_dir,
+                self.log_dir / "server.log",
+            ).start()
+            if self._wait_healthy(self.server, max(1.0, deadline - time.monotonic())):
+                return
+            tail = self.server.log_tail()
+            self.server.stop(timeout=5)
+            self.server = None
+            if "address already in use" not in tail.lower():
+                break
+            time.sleep(0.5)
+        raise StackError(f"Prefect server did not come back on port {self.port}:\n{tail}")
+
     def healthy(self, timeout: float = 2.0) -> bool:
         try:
             r = httpx.get(f"{self.api_url}/health", timeout=timeout)
@@ -303,8 +352,17 @@ class PrefectStack:
                 self.settings.pool,
                 list(rounds) if rounds is not None else self.settings.rounds,
                 self.settings.pool_limit,
+                self.notification_settings(),
             )
         )
+
+    def notification_settings(self) -> NotificationSettings:
+        """The configured notifications, else the environment's (off for isolated stacks)."""
+        if self.settings.notifications is not None:
+            return self.settings.notifications
+        if self.settings.isolate_topup_env:
+            return NotificationSettings(webhook_url=None)
+        return NotificationSettings()
 
     def prepare_store(self) -> None:
         """Create the outputs-store tables once, before flow runs share the database.

@@ -1,9 +1,16 @@
-"""``prefect deploy --all`` from prefect.yaml, and the pool/limit set-up, on a real server."""
+"""``prefect deploy --all`` from prefect.yaml, and the pool/limit set-up, on a real server.
+
+The expected deployments are derived from the workflow definition files: adding a definition
+without its deployment (or with one the facade would not find) fails here."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import yaml
@@ -11,42 +18,101 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.states import Scheduled
 
 from deployments.setup import POOL_NAME, ensure_all
+from facade.workflows import deployment_names as facade_deployment_names
+from flows.definitions.loader import PACKAGED_DIR
+from flows.definitions.models import WorkflowDefinition
 from tests.fixtures_stack import StackRuns
 from topup_cli.stack import PROJECT_DIR, PrefectStack, deployment_names
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = {
-    "topup-standard/topup-standard-1.0.0": "1.0.0",
-    "topup-standard/topup-standard-1.1.0": "1.1.0",
-    "available-dates/available-dates": None,
-    "backfill/backfill": None,
-}
+
+def packaged_definitions() -> list[WorkflowDefinition]:
+    """Every definition file of the checkout (not TOPUP_WORKFLOWS_DIR: those are site-local)."""
+    return [
+        WorkflowDefinition.model_validate(json.loads(f.read_text()))
+        for f in sorted(PACKAGED_DIR.glob("*.json"))
+    ]
 
 
-def test_every_deployment_of_prefect_yaml_exists_on_the_pool(stack: PrefectStack) -> None:
-    assert sorted(deployment_names()) == sorted(n.split("/")[1] for n in EXPECTED)
+def declared() -> dict[str, dict[str, Any]]:
+    """The deployments prefect.yaml declares, by name."""
+    spec = yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())
+    return {d["name"]: d for d in spec["deployments"]}
+
+
+def flow_default(entrypoint: str, parameter: str) -> Any:
+    """The default of a flow parameter (what a deployment without that parameter runs)."""
+    module, _, func = entrypoint.partition(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), func)
+    return inspect.signature(flow.fn).parameters[parameter].default
+
+
+def pinned_definition(entrypoint: str, parameters: dict[str, Any]) -> tuple[str, str] | None:
+    """(workflow, version) a topup-standard deployment runs; None for other flows, whose
+    ``workflow``/``workflow_version`` parameters (backfill) name the child workflow."""
+    if not entrypoint.startswith("flows/topup_standard.py:"):
+        return None
+    name = parameters.get("workflow", flow_default(entrypoint, "workflow"))
+    version = parameters.get("workflow_version", flow_default(entrypoint, "workflow_version"))
+    return name, version
+
+
+def test_prefect_yaml_declares_a_deployment_for_every_definition() -> None:
+    deployments = declared()
+    defs = packaged_definitions()
+    assert defs, f"no definition files in {PACKAGED_DIR}"
+    for defn in defs:
+        # The facade starts a definition's runs on the first of these names that exists.
+        names = [n.split("/", 1)[1] for n in facade_deployment_names(defn)]
+        found = next((deployments[n] for n in names if n in deployments), None)
+        assert found is not None, f"no deployment for {defn.tag} (facade looks for {names})"
+        assert str(found["version"]) == defn.version, f"{defn.tag} -> {found['name']}"
+        pinned = pinned_definition(found["entrypoint"], found.get("parameters") or {})
+        assert pinned in (None, defn.key), f"{found['name']} runs {pinned}, not {defn.key}"
+        assert found["entrypoint"].split(":")[0].endswith(defn.flow.replace("-", "_") + ".py")
+
+
+def server_deployments(stack: PrefectStack) -> dict[str, Any]:
+    """``<flow>/<deployment>`` -> deployment, of every deployment on the stack's server."""
     with stack.sync_client() as client:
-        for full_name, workflow_version in EXPECTED.items():
-            dep = client.read_deployment_by_name(full_name)
-            assert dep.work_pool_name == POOL_NAME
-            assert dep.entrypoint and dep.entrypoint.startswith("flows/")
-            # The pull step moves each flow run into the checkout deploy ran in.
-            assert dep.pull_steps == [
-                {"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}
-            ]
-            if workflow_version:
-                assert dep.version == workflow_version
-                assert dep.parameters == {"workflow_version": workflow_version}
-                assert "workflow_version" in dep.parameter_openapi_schema["properties"]
+        deps = client.read_deployments()
+        flows = {d.flow_id: client.read_flow(d.flow_id).name for d in deps}
+    return {f"{flows[d.flow_id]}/{d.name}": d for d in deps}
+
+
+def test_every_deployment_exists_on_the_pool_and_runs_its_definition(
+    stack: PrefectStack,
+) -> None:
+    assert sorted(deployment_names()) == sorted(declared())
+    on_server = server_deployments(stack)
+    assert set(declared()) <= {n.split("/")[1] for n in on_server}
+    for defn in packaged_definitions():
+        name = next((n for n in facade_deployment_names(defn) if n in on_server), None)
+        assert name is not None, f"the facade finds no deployment for {defn.tag}"
+        dep = on_server[name]
+        assert dep.work_pool_name == POOL_NAME
+        assert dep.version == defn.version
+        assert dep.entrypoint and dep.entrypoint.startswith("flows/")
+        # The pull step moves each flow run into the checkout deploy ran in.
+        assert dep.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}
+        ]
+        pinned = pinned_definition(dep.entrypoint, dep.parameters)
+        assert pinned in (None, defn.key), f"{name} runs {pinned}, not {defn.key}"
+        if pinned is not None:
+            assert {"workflow", "workflow_version"} <= set(
+                dep.parameter_openapi_schema["properties"]
+            )
 
 
 def test_redeploy_updates_in_place_and_keeps_existing_flow_runs(
     stack: PrefectStack, stack_runs: StackRuns
 ) -> None:
     name = "topup-standard/topup-standard-1.1.0"
+    ids = {n: d.id for n, d in server_deployments(stack).items() if d.name in declared()}
+    assert len(ids) == len(declared())
     with stack.sync_client() as client:
-        ids = {n: client.read_deployment_by_name(n).id for n in EXPECTED}
         before = client.read_deployment_by_name(name)
     # Scheduled an hour ahead: the worker leaves it alone while we redeploy.
     later = datetime.now(UTC) + timedelta(hours=1)
@@ -55,7 +121,7 @@ def test_redeploy_updates_in_place_and_keeps_existing_flow_runs(
     )
 
     output = stack.deploy()
-    assert output.count("successfully created") == len(EXPECTED)
+    assert output.count("successfully created") == len(declared())
 
     with stack.sync_client() as client:
         for n, dep_id in ids.items():

@@ -1,0 +1,109 @@
+"""`topup run`, `topup logs` and `topup dates` against the session's Prefect stack: a
+pre-approved run goes through the deployment and the worker, and the CLI shows its steps."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from uuid import UUID
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.definitions import load
+from tests.fixtures_stack import StackRuns
+from tests.stack.helpers import SIM_FAST
+from topup_cli.main import app
+from topup_cli.stack import PrefectStack
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+RUN_ID = re.compile(r"started flow run \S+ \(([0-9a-f-]{36})\)")
+
+
+def test_run_preapproved_shows_every_step_then_logs(
+    stack: PrefectStack, sim: Any, stack_site: str, stack_runs: StackRuns
+) -> None:
+    sim.set_faults(**SIM_FAST)
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--date",
+            "250626",
+            "--round",
+            "round18",
+            "--site",
+            stack_site,
+            "--approve",
+            "--approved-by",
+            "cli-test",
+            "--poll-seconds",
+            "0.2",
+            "--max-wait-minutes",
+            "1",
+            "--timeout",
+            "300",
+            "--api-url",
+            stack.api_url,
+        ],
+    )
+    found = RUN_ID.search(res.output)
+    assert found, res.output
+    run_id = UUID(found.group(1))
+    stack_runs.created.append(run_id)  # cancelled at teardown should the test fail
+    assert res.exit_code == 0, res.output
+
+    # One line per step as it completes, then the summary: all 21 steps, the run Completed.
+    definition = load("topup-standard", "1.0.0")
+    for step in definition.steps:
+        assert re.search(rf"step {re.escape(step.label)}\s+{step.id}\s+Completed", res.output), (
+            step.id,
+            res.output,
+        )
+    assert "step 8    step8            Completed 7/7" in res.output
+    assert re.search(r"flow run \S+: Completed", res.output)
+    latency = re.search(r"first step seen ([\d.]+)s after the start", res.output)
+    assert latency, res.output
+    print(f"\ntopup run -> first step seen after {latency.group(1)}s")
+    assert sim.db_ledger(), "step 8 did not reach the simulated database"
+
+    with stack.sync_client() as client:
+        run = client.read_flow_run(run_id)
+    assert run.parameters["approved_by"] == "cli-test"
+    assert run.parameters["site"] == stack_site
+
+    logs = runner.invoke(app, ["logs", str(run_id), "--api-url", stack.api_url])
+    assert logs.exit_code == 0, logs.output
+    assert "step1_1" in logs.output and "step8_3_submit" in logs.output
+    # Also found by name, as the UI shows it.
+    by_name = runner.invoke(app, ["logs", run.name, "--api-url", stack.api_url])
+    assert by_name.exit_code == 0 and by_name.output == logs.output
+
+
+def test_dates_lists_the_round(stack: PrefectStack, sim: Any, stack_site: str) -> None:
+    res = runner.invoke(
+        app,
+        ["dates", "--round", "round18", "--site", stack_site, "--api-url", stack.api_url],
+    )
+    assert res.exit_code == 0, res.output
+    assert re.search(r"250101\s*│\s*processed", res.output), res.output
+    assert re.search(r"250624\s*│\s*unprocessed", res.output), res.output
+    todo = re.search(r"unprocessed: (.*)", res.output)
+    assert todo and {"250624", "250625", "250626"} <= set(todo.group(1).split(", "))
+    assert "250101" not in todo.group(1)
+
+
+@pytest.mark.parametrize("args", [["--date", "25062"], ["--date", "250624", "--round", "r18"]])
+def test_run_refuses_bad_parameters_before_any_call(args: list[str]) -> None:
+    # Nothing listens on port 9: the parameters are refused before the API is asked.
+    res = runner.invoke(app, ["run", *args, "--api-url", "http://127.0.0.1:9/api"])
+    assert res.exit_code == 2, res.output
+    assert "invalid parameters" in res.output
+
+
+def test_run_without_a_stack_says_so() -> None:
+    res = runner.invoke(app, ["run", "--date", "250624", "--api-url", "http://127.0.0.1:9/api"])
+    assert res.exit_code == 1
+    assert "error:" in res.output and "Traceback" not in res.output

@@ -1,0 +1,117 @@
+"""How the CLI reaches a stack's Prefect API, and the flow runs it creates there.
+
+Why through deployments: a run started from the terminal must be the same thing as one
+started from the UI or the facade — a flow run of a deployment, executed by the worker — so
+the operator sees it, with its logs and artifacts, in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import ObjectNotFound
+
+from topup_cli.settings import CliSettings
+from topup_cli.state import StackState, read_state
+
+
+class CliError(RuntimeError):
+    """A problem to show the operator in one line (no traceback)."""
+
+
+@dataclass
+class Target:
+    """The API of one stack, and what its state file says about it (if it was `topup up`)."""
+
+    api_url: str
+    state: StackState | None = None
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.rstrip("/").removesuffix("/api")
+
+    def run_url(self, run_id: UUID | str) -> str:
+        return f"{self.ui_url}/runs/flow-run/{run_id}"
+
+    @property
+    def default_site(self) -> str:
+        return self.state.default_site if self.state else "default"
+
+    def client(self) -> SyncPrefectClient:
+        return SyncPrefectClient(api=self.api_url)
+
+
+def resolve(settings: CliSettings, api_url: str | None = None) -> Target:
+    """``--api-url``, else the state file of the data dir, else PREFECT_API_URL, else the
+    configured host and port."""
+    state = read_state(settings.state_file)
+    if state is not None and not state.supervisor_alive():
+        state = None
+    if api_url:
+        return Target(api_url, state if state and state.api_url == api_url else None)
+    if state is not None and state.api_url:
+        return Target(state.api_url, state)
+    env = os.environ.get("PREFECT_API_URL")
+    if env:
+        return Target(env)
+    return Target(f"http://{settings.host}:{settings.prefect_port}/api")
+
+
+def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:
+    """A flow run by id or by name (names are what the UI shows, e.g. ``round18-250624``)."""
+    try:
+        return client.read_flow_run(UUID(ref))
+    except ValueError:
+        pass
+    except ObjectNotFound:
+        raise CliError(f"no flow run with id {ref}") from None
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[ref])), limit=2
+    )
+    if not runs:
+        raise CliError(f"no flow run named {ref!r}")
+    if len(runs) > 1:
+        raise CliError(f"several flow runs are named {ref!r}; use the id")
+    return runs[0]
+
+
+def start_run(
+    client: SyncPrefectClient, deployment: str, parameters: dict[str, Any], name: str | None = None
+) -> FlowRun:
+    """Create a flow run of ``<flow>/<deployment>``; the worker picks it up."""
+    try:
+        dep = client.read_deployment_by_name(deployment)
+    except ObjectNotFound:
+        raise CliError(
+            f"deployment {deployment!r} does not exist (is the stack up and deployed?)"
+        ) from None
+    return client.create_flow_run_from_deployment(dep.id, parameters=parameters, name=name)
+
+
+def wait_final(
+    client: SyncPrefectClient,
+    run_id: UUID,
+    timeout: float,
+    on_poll: Callable[[FlowRun], None] | None = None,
+    interval: float = 0.5,
+) -> FlowRun:
+    """Poll the run until it is final; CliError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.read_flow_run(run_id)
+        if on_poll is not None:
+            on_poll(run)
+        if run.state is not None and run.state.is_final():
+            return run
+        if time.monotonic() > deadline:
+            state = run.state.name if run.state else "unknown"
+            raise CliError(f"flow run {run_id} is still {state} after {timeout:.0f}s")
+        time.sleep(interval)

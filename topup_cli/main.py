@@ -1,0 +1,454 @@
+"""``topup``: run the Topup stack and its workflows from a terminal.
+
+    topup up [--sim]            start and supervise Prefect server + UI, worker, facade
+                                (and the simulated site); Ctrl-C or `topup down` stops it
+    topup status | down         look at / stop the stack of the data dir (another shell)
+    topup run --date 250624     start a run of a workflow deployment and follow it live
+    topup logs <flow-run>       the run's logs (id or name), --follow to keep reading
+    topup dates --round R       the dates of a round and which are unprocessed (step 0)
+    topup backfill --round R    every unprocessed date of a round, one run after another
+    topup token create --user U an API token for the facade (shown once)
+
+Settings: TOPUP_STACK_* (topup_cli/settings.py), e.g. TOPUP_STACK_DATA_DIR (default var/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from topup_cli.api import CliError, Target, find_run, resolve, start_run, wait_final
+from topup_cli.settings import CliSettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+token_app = typer.Typer(help="API tokens of the facade", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console(highlight=False, soft_wrap=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Stack data dir (default $TOPUP_STACK_DATA_DIR or var/)"),
+]
+ApiOpt = Annotated[
+    str | None,
+    typer.Option("--api-url", help="Prefect API URL (default: the stack of the data dir)"),
+]
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> CliSettings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return CliSettings(**values)
+
+
+def _target(data_dir: Path | None, api_url: str | None) -> Target:
+    return resolve(_settings(data_dir), api_url)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+# ------------------------------------------------------------------------------ up
+@app.command()
+def up(
+    data_dir: DataDirOpt = None,
+    sim: Annotated[bool, typer.Option("--sim", help="Also run the simulated site")] = False,
+    fresh_sim: Annotated[bool, typer.Option(help="Rebuild the simulated site first")] = False,
+    prefect_port: Annotated[int | None, typer.Option(help="0: any free port")] = None,
+    facade_port: Annotated[int | None, typer.Option(help="0: any free port")] = None,
+    ui: Annotated[bool | None, typer.Option("--ui/--no-ui", help="Prefect UI")] = None,
+) -> None:
+    """Start the stack and keep it running until Ctrl-C, SIGTERM or `topup down`."""
+    from topup_cli.supervisor import AlreadyRunning, Shutdown, Supervisor
+
+    settings = _settings(data_dir, prefect_port=prefect_port, facade_port=facade_port, ui=ui)
+    sup = Supervisor(settings, sim=sim, fresh_sim=fresh_sim, say=lambda m: console.print(m))
+    began = time.monotonic()
+    try:
+        sup.check_free()
+        sup.install_signals()
+        state = sup.start()
+    except AlreadyRunning as exc:
+        raise _fail(str(exc)) from None
+    except Shutdown:
+        console.print("interrupted while starting; stopped")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        raise _fail(f"the stack did not start: {exc}") from None
+    console.print(f"[green]stack up[/] in {time.monotonic() - began:.1f}s")
+    print_urls(state)
+    console.print(f"stop with Ctrl-C or `topup down --data-dir {state.data_dir}`")
+    code = sup.supervise()
+    console.print("stopping ...")
+    clean = sup.stop()
+    console.print("stopped" + ("" if clean else " (some processes had to be killed)"))
+    raise typer.Exit(code if clean else max(code, 1))
+
+
+def print_urls(state: Any) -> None:
+    if state.ui_url:
+        console.print(f"Prefect UI   {state.ui_url}")
+    console.print(f"Prefect API  {state.api_url}")
+    console.print(f"facade       {state.facade_url}/docs")
+    console.print(f"logs         {state.log_dir}")
+    if state.sim_root:
+        console.print(f"sim site     {state.sim_root} (site {state.default_site!r})")
+
+
+# --------------------------------------------------------------------- status/down
+@app.command()
+def status(
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+) -> None:
+    """Each component of the stack: pid, alive, URL and health. Exit 1 if not all healthy."""
+    from topup_cli.control import stack_status
+
+    st = stack_status(_settings(data_dir).state_file)
+    if as_json:
+        typer.echo(json.dumps({**st.model_dump(), "all_healthy": st.all_healthy}, indent=1))
+        raise typer.Exit(0 if st.all_healthy else 1)
+    if st.supervisor_pid is None:
+        console.print("no stack (no state file in the data dir)")
+        raise typer.Exit(1)
+    console.print(
+        f"supervisor pid {st.supervisor_pid}: {'running' if st.running else 'dead'} ({st.phase})"
+    )
+    table = Table()
+    for col in ("component", "pid", "alive", "healthy", "url"):
+        table.add_column(col)
+    for c in st.components:
+        table.add_row(c.name, str(c.pid), _yes(c.alive), _yes(c.healthy), c.url or "")
+    console.print(table)
+    raise typer.Exit(0 if st.all_healthy else 1)
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/]" if flag else "[red]no[/]"
+
+
+@app.command()
+def down(
+    data_dir: DataDirOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean stop")] = 120.0,
+) -> None:
+    """Stop the stack started by `topup up` in another shell."""
+    from topup_cli.control import stop_stack
+
+    state, left = stop_stack(_settings(data_dir).state_file, timeout)
+    if state is None:
+        console.print("no stack to stop")
+        return
+    if left:
+        raise _fail(f"processes still alive: {left}")
+    console.print(f"stopped the stack of {state.data_dir}")
+
+
+# ----------------------------------------------------------------------------- run
+def _definition(workflow: str, version: str | None) -> Any:
+    from flows.definitions import load
+
+    try:
+        return load(workflow, version)
+    except (KeyError, LookupError, ValueError) as exc:
+        raise _fail(f"unknown workflow {workflow!r} version {version!r}: {exc}") from None
+
+
+def _deployment_for(target: Target, definition: Any) -> str:
+    """The deployment of that definition version, else the standard one (parameters name
+    the definition either way)."""
+    from prefect.exceptions import ObjectNotFound
+
+    wanted = f"topup-standard/{definition.name}-{definition.version}"
+    with target.client() as client:
+        try:
+            client.read_deployment_by_name(wanted)
+            return wanted
+        except ObjectNotFound:
+            return "topup-standard/topup-standard-1.0.0"
+
+
+@app.command()
+def run(
+    date: Annotated[str, typer.Option(help="Data-taking date, e.g. 250624")],
+    round: Annotated[str, typer.Option("--round", help="Round, e.g. round18")] = "round18",
+    workflow: Annotated[str, typer.Option(help="Workflow definition")] = "topup-standard",
+    version: Annotated[str | None, typer.Option(help="Definition version (latest)")] = None,
+    site: Annotated[str | None, typer.Option(help="Site name (the stack's default)")] = None,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Pre-approve the reset and the DB submission")
+    ] = False,
+    approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
+    poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
+    max_wait_minutes: Annotated[float | None, typer.Option(help="Batch wait limit")] = None,
+    start_at_step: Annotated[str | None, typer.Option(help="e.g. step3_1")] = None,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")] = True,
+    prompt: Annotated[
+        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Start a run of a workflow deployment and show its steps live."""
+    import getpass
+
+    from topup_cli.progress import RunWatcher, prompt_answer
+
+    definition = _definition(workflow, version)
+    target = _target(data_dir, api_url)
+    params: dict[str, Any] = {
+        "date": date,
+        "round": round,
+        "site": site or target.default_site,
+        "workflow": definition.name,
+        "workflow_version": definition.version,
+    }
+    if approve:
+        params.update(
+            approve_reset=True,
+            approve_db_submit=True,
+            approved_by=approved_by or getpass.getuser(),
+        )
+    for name, value in (
+        ("poll_seconds", poll_seconds),
+        ("max_wait_minutes", max_wait_minutes),
+        ("start_at_step", start_at_step),
+    ):
+        if value is not None:
+            params[name] = value
+    try:
+        definition.validate_parameters(
+            {k: v for k, v in params.items() if k in definition.parameters}
+        )
+    except ValueError as exc:
+        raise _fail(f"invalid parameters: {exc}", 2) from None
+    try:
+        deployment = _deployment_for(target, definition)
+        with target.client() as client:
+            began = time.monotonic()
+            flow_run = start_run(client, deployment, params)
+            console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {deployment}")
+            console.print(f"Prefect UI: {target.run_url(flow_run.id)}")
+            if not watch:
+                return
+            interactive = prompt and console.is_terminal
+            watcher = RunWatcher(
+                client,
+                flow_run.id,
+                definition,
+                console,
+                answer=prompt_answer(console) if interactive else None,
+                ui_run_url=target.run_url(flow_run.id),
+            )
+            final = watcher.watch(timeout)
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    if watcher.first_step_at is not None:
+        console.print(f"first step seen {watcher.first_step_at - began:.1f}s after the start")
+    state = final.state
+    name = state.name if state else "?"
+    console.print(
+        f"flow run {flow_run.name}: {name}"
+        + (f" - {state.message}" if state and state.message else "")
+    )
+    raise typer.Exit(0 if state is not None and state.is_completed() else 1)
+
+
+# ---------------------------------------------------------------------------- logs
+@app.command()
+def logs(
+    flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the run ends")] = False,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Print the logs of a flow run (its tasks included), oldest first."""
+    from topup_cli.runlogs import print_logs
+
+    target = _target(data_dir, api_url)
+    try:
+        with target.client() as client:
+            run = find_run(client, flow_run)
+            print_logs(client, run.id, console, follow=follow)
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- dates
+@app.command()
+def dates(
+    round: Annotated[str, typer.Option("--round", help="Round, e.g. round18")] = "round18",
+    site: Annotated[str | None, typer.Option(help="Site name (the stack's default)")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer")] = 600,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Run step 0 (available-dates) and show the round's dates."""
+    from topup_cli.runlogs import table_artifact
+
+    target = _target(data_dir, api_url)
+    try:
+        with target.client() as client:
+            fr = start_run(
+                client,
+                "available-dates/available-dates",
+                {"round": round, "site": site or target.default_site},
+            )
+            with console.status(f"available-dates {fr.name} ..."):
+                final = wait_final(client, fr.id, timeout)
+            if final.state is None or not final.state.is_completed():
+                msg = final.state.message if final.state else ""
+                raise CliError(
+                    f"available-dates ended {final.state_name}: {msg} (topup logs {fr.id})"
+                )
+            rows = table_artifact(client, fr.id)
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    table = Table(title=f"dates of {round}")
+    table.add_column("date")
+    table.add_column("status")
+    for row in rows:
+        table.add_row(str(row.get("date")), str(row.get("status")))
+    console.print(table)
+    todo = [r["date"] for r in rows if r.get("status") == "unprocessed"]
+    console.print(f"unprocessed: {', '.join(todo) if todo else 'none'}")
+
+
+# ------------------------------------------------------------------------ backfill
+@app.command()
+def backfill(
+    round: Annotated[str, typer.Option("--round", help="Round, e.g. round18")],
+    dates: Annotated[str | None, typer.Option(help="Only these dates (comma-separated)")] = None,
+    max_dates: Annotated[int | None, typer.Option(help="At most this many dates")] = None,
+    workflow: Annotated[str, typer.Option(help="Per-date workflow")] = "topup-standard",
+    version: Annotated[str | None, typer.Option(help="Definition version (latest)")] = None,
+    site: Annotated[str | None, typer.Option(help="Site name (the stack's default)")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Pre-approve reset and DB")] = False,
+    approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
+    poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
+    max_wait_minutes: Annotated[float | None, typer.Option(help="Batch wait limit")] = None,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the dates")] = True,
+    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 7
+    * 86400,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Start a backfill of a round (one topup-standard run per unprocessed date)."""
+    import getpass
+
+    from topup_cli.runlogs import watch_children
+
+    definition = _definition(workflow, version)
+    target = _target(data_dir, api_url)
+    params: dict[str, Any] = {
+        "round": round,
+        "site": site or target.default_site,
+        "workflow": definition.name,
+        "workflow_version": definition.version,
+    }
+    if approve:
+        params.update(
+            approve_reset=True, approve_db_submit=True, approved_by=approved_by or getpass.getuser()
+        )
+    for name, value in (
+        ("dates", dates),
+        ("max_dates", max_dates),
+        ("poll_seconds", poll_seconds),
+        ("max_wait_minutes", max_wait_minutes),
+    ):
+        if value is not None:
+            params[name] = value
+    try:
+        with target.client() as client:
+            fr = start_run(client, "backfill/backfill", params)
+            console.print(f"started backfill {fr.name} ({fr.id})")
+            console.print(f"Prefect UI: {target.run_url(fr.id)}")
+            if not watch:
+                return
+            final = watch_children(client, fr.id, console, timeout)
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    console.print(f"backfill {fr.name}: {final.state_name}")
+    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+
+
+# --------------------------------------------------------------------------- token
+def _token_db(data_dir: Path | None) -> str:
+    """The facade's database: the running stack's, else TOPUP_DATABASE_URL, else the data dir's."""
+    from topup_cli.state import read_state
+
+    settings = _settings(data_dir)
+    state = read_state(settings.state_file)
+    if state is not None and state.topup_database_url:
+        return state.topup_database_url
+    env = os.environ.get("TOPUP_DATABASE_URL")
+    if env:
+        return env
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{settings.data_dir.resolve() / 'topup.db'}"
+
+
+def _token_session(data_dir: Path | None) -> Any:
+    from sqlmodel import Session
+
+    from facade.db import create_tables, make_engine
+
+    engine = make_engine(_token_db(data_dir))
+    create_tables(engine)
+    return Session(engine)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="User name the token acts as")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the user the admin role")] = False,
+    label: Annotated[str, typer.Option(help="What the token is for")] = "",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a token for USER (created if new) and print it once."""
+    from facade.tokens import issue_token
+
+    with _token_session(data_dir) as session:
+        try:
+            token = issue_token(session, user, admin=admin, label=label)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    user: Annotated[str, typer.Option("--user")],
+    prefix: Annotated[str | None, typer.Option(help="Only the token starting with this")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke USER's tokens (all, or the one with PREFIX)."""
+    from facade.tokens import revoke_tokens
+
+    with _token_session(data_dir) as session:
+        count = revoke_tokens(session, user, prefix)
+    typer.echo(f"revoked {count} token(s)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,37 @@
+"""Settings of the ``topup`` CLI and the demo: where the stack keeps its state, which ports.
+
+Why pydantic-settings: an operator sets them once in the environment (prefix
+``TOPUP_STACK_``, e.g. ``TOPUP_STACK_DATA_DIR=/srv/topup``) and every command — ``up``,
+``status``, ``run``, ``down`` — agrees on the same data dir without repeating options.
+Port 0 means "any free port"; a busy preferred port falls back to a free one (the state
+file records what was used, so the other commands still find it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CliSettings(BaseSettings):
+    """Where ``topup up`` runs the stack and how the other commands reach it."""
+
+    model_config = SettingsConfigDict(env_prefix="TOPUP_STACK_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    prefect_port: int = Field(4200, ge=0, le=65535)
+    facade_port: int = Field(5000, ge=0, le=65535)
+    ui: bool = True
+    rounds: list[str] = Field(default_factory=lambda: ["round18", "round17"])
+    # Name of the site file ``--sim`` writes into the stack's TOPUP_SITES_DIR (it also
+    # becomes the stack's ``default`` site, so facade-created runs use the simulation).
+    sim_site_name: str = "sim"
+    # How often a paused flow run checks for the operator's answer (flows/operator.py).
+    pause_poll_seconds: float = Field(1.0, gt=0)
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "stack.json"

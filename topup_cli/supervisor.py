@@ -1,0 +1,363 @@
+"""``topup up``: start the whole stack, keep it running, and take it down cleanly.
+
+Order: the simulated site first (its site file must exist before any flow run reads it),
+then the Prefect stack (server with UI, pool and limits, ``prefect deploy --all``, worker),
+then the facade (uvicorn in its own process). The state file is written once everything
+answers; ``topup down`` signals the supervisor, which stops the parts in reverse order. A
+worker or facade that dies is restarted (a few times); a dead Prefect server ends the
+stack, since nothing works without it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from topup_cli.processes import ManagedProcess, alive, descendants, signal_tree, wait_gone
+from topup_cli.settings import CliSettings
+from topup_cli.simsite import SimStack, sshd_dir, stop_leftovers
+from topup_cli.stack import PrefectStack, StackError, StackSettings
+from topup_cli.state import Component, StackState, pid_key, read_state, write_state
+
+MAX_RESTARTS = 5
+
+
+class Shutdown(BaseException):
+    """Raised by the signal handler while the stack is starting: abort the start-up."""
+
+
+def pick_port(host: str, preferred: int) -> int:
+    """``preferred`` if it can be bound now, else (or for 0) a free port."""
+    if preferred:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, preferred))
+                return preferred
+            except OSError:
+                pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class AlreadyRunning(RuntimeError):
+    """Another ``topup up`` owns this data dir."""
+
+
+class Supervisor:
+    """The processes of one stack, their state file, and their orderly shutdown."""
+
+    def __init__(
+        self,
+        settings: CliSettings,
+        sim: bool = False,
+        fresh_sim: bool = False,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.sim_enabled = sim
+        self.fresh_sim = fresh_sim
+        self.say = say
+        self.state_path = self.data_dir / "stack.json"
+        self.stack: PrefectStack | None = None
+        self.sim: SimStack | None = None
+        self.facade: ManagedProcess | None = None
+        self.facade_port = 0
+        self.restarts: dict[str, int] = {}
+        self.state: StackState | None = None
+        self._stopping = False
+        self._stop_event = threading.Event()
+        self._raise_on_signal = True
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.data_dir / "downloads"
+
+    @property
+    def facade_url(self) -> str:
+        return f"http://{self.settings.host}:{self.facade_port}"
+
+    # -------------------------------------------------------------- signals
+    def install_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_event.set()
+        if self._raise_on_signal and not self._stopping:
+            raise Shutdown(signal.Signals(signum).name)
+
+    # -------------------------------------------------------------- start-up
+    def check_free(self) -> None:
+        old = read_state(self.state_path)
+        if old is not None and old.supervisor_alive():
+            raise AlreadyRunning(
+                f"a stack is already running from {self.data_dir} (pid {old.supervisor_pid}); "
+                "stop it with `topup down`"
+            )
+        if old is not None:  # a supervisor that was killed: clear what it left behind
+            self.say("cleaning up after a stack that did not shut down cleanly")
+            cleanup_dead(old)
+            self.state_path.unlink(missing_ok=True)
+
+    def start(self) -> StackState:
+        """Start every part; on any failure (or a signal) stop what was started and raise."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.check_free()
+        s = self.settings
+        self.facade_port = pick_port(s.host, s.facade_port)
+        prefect_port = pick_port(s.host, s.prefect_port) if s.prefect_port else 0
+        if s.prefect_port and prefect_port != s.prefect_port:
+            self.say(f"port {s.prefect_port} is busy; Prefect uses {prefect_port}")
+        if s.facade_port and self.facade_port != s.facade_port:
+            self.say(f"port {s.facade_port} is busy; the facade uses {self.facade_port}")
+        try:
+            self._write_state("starting")
+            if self.sim_enabled:
+                self.say("simulated site: building the tree and starting the sshd pair")
+                self.sim = SimStack(
+                    self.data_dir / "sim",
+                    self.data_dir / "sites",
+                    self.downloads_dir,
+                    s.sim_site_name,
+                ).start(fresh=self.fresh_sim)
+                self._write_state("starting")
+            self.say("Prefect: server, work pool, deployments, worker")
+            self.stack = PrefectStack(self._stack_settings(prefect_port))
+            self.stack.start_server()
+            self._write_state("starting")
+            self.stack.setup()
+            self.stack.prepare_store()
+            self.stack.deploy()
+            self.stack.start_worker()
+            self._write_state("starting")
+            self.say("facade: uvicorn")
+            self.start_facade()
+            state = self._write_state("up")
+        except BaseException:
+            self.stop()
+            raise
+        return state
+
+    def _stack_settings(self, port: int) -> StackSettings:
+        s = self.settings
+        worker_env = {
+            "TOPUP_DOWNLOADS_BASE_URL": f"{self.facade_url}/api/downloads",
+            "TOPUP_PAUSE_POLL_SECONDS": os.environ.get(
+                "TOPUP_PAUSE_POLL_SECONDS", str(s.pause_poll_seconds)
+            ),
+        }
+        return StackSettings(
+            data_dir=self.data_dir,
+            host=s.host,
+            port=port,
+            ui=s.ui,
+            rounds=s.rounds,
+            topup_database_url=os.environ.get("TOPUP_DATABASE_URL"),
+            worker_env=worker_env,
+            # A loaded machine can take minutes to migrate a fresh database; an operator
+            # would rather wait than see the start-up fail.
+            start_timeout=600.0,
+        )
+
+    def facade_env(self) -> dict[str, str]:
+        assert self.stack is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(
+            PREFECT_HOME=str(self.stack.prefect_home),
+            PREFECT_API_URL=self.stack.api_url,
+            TOPUP_FACADE_PREFECT_API_URL=self.stack.api_url,
+            TOPUP_FACADE_HOST=self.settings.host,
+            TOPUP_FACADE_PORT=str(self.facade_port),
+            TOPUP_DATABASE_URL=self.stack.topup_database_url,
+            TOPUP_DOWNLOADS_DIR=str(self.downloads_dir),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start_facade(self, timeout: float = 120.0) -> None:
+        assert self.stack is not None
+        self.downloads_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "facade.cli", "serve"]
+        self.facade = ManagedProcess(
+            "facade",
+            argv,
+            self.facade_env(),
+            self.stack.settings.project_dir,
+            self.log_dir / "facade.log",
+        ).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.facade.running():
+                raise StackError(f"the facade exited:\n{self.facade.log_tail()}")
+            if http_ok(f"{self.facade_url}/api/health"):
+                return
+            time.sleep(0.25)
+        raise StackError(f"the facade did not answer /api/health:\n{self.facade.log_tail()}")
+
+    # ----------------------------------------------------------------- state
+    def _components(self) -> list[Component]:
+        out: list[Component] = []
+
+        def add(name: str, pid: int | None, **kw: str | None) -> None:
+            key = pid_key(pid) if pid else None
+            if key is not None:
+                out.append(Component(name=name, pid=key[0], start_ticks=key[1], **kw))
+
+        if self.stack is not None:
+            api = self.stack.api_url
+            server = self.stack.server
+            add(
+                "prefect-server",
+                server.pid if server else None,
+                url=api.removesuffix("/api"),
+                health_url=f"{api}/health",
+                log=str(self.stack.log_dir / "server.log"),
+            )
+            for name, worker in self.stack.workers.items():
+                if worker.running():
+                    add(name, worker.pid, log=str(worker.log_path))
+        if self.facade is not None and self.facade.running():
+            add(
+                "facade",
+                self.facade.pid,
+                url=f"{self.facade_url}/docs",
+                health_url=f"{self.facade_url}/api/health",
+                log=str(self.facade.log_path),
+            )
+        if self.sim is not None:
+            ports = self.sim.ports()
+            for role, pid in self.sim.listener_pids().items():
+                add(f"sshd-{role}", pid, url=f"ssh://127.0.0.1:{ports[role]}")
+        return out
+
+    def _write_state(self, phase: str) -> StackState:
+        me = pid_key(os.getpid())
+        assert me is not None
+        api = self.stack.api_url if self.stack else ""
+        self.state = StackState(
+            supervisor_pid=me[0],
+            supervisor_ticks=me[1],
+            data_dir=str(self.data_dir),
+            api_url=api,
+            ui_url=api.removesuffix("/api") if api and self.settings.ui else None,
+            facade_url=self.facade_url,
+            log_dir=str(self.log_dir),
+            sites_dir=str(self.data_dir / "sites"),
+            downloads_dir=str(self.downloads_dir),
+            topup_database_url=self.stack.topup_database_url if self.stack else "",
+            default_site=self.sim.name if self.sim else "default",
+            sim_root=str(self.sim.root) if self.sim else None,
+            sshd_dir=str(sshd_dir(self.sim.root)) if self.sim else None,
+            components=self._components(),
+            phase=phase,
+        )
+        write_state(self.state_path, self.state)
+        return self.state
+
+    # ------------------------------------------------------------ supervision
+    def supervise(self, check_seconds: float = 1.0) -> int:
+        """Until a signal: restart a dead worker or facade; 0 on a requested stop."""
+        self._raise_on_signal = False
+        while not self._stop_event.wait(check_seconds):
+            assert self.stack is not None
+            if self.stack.server is None or not self.stack.server.running():
+                self.say("the Prefect server exited; stopping the stack")
+                return 1
+            try:
+                changed = self._restart_dead()
+            except StackError as exc:
+                self.say(str(exc))
+                return 1
+            if changed:
+                self._write_state("up")
+        return 0
+
+    def _restart_dead(self) -> bool:
+        assert self.stack is not None
+        changed = False
+        for name, worker in list(self.stack.workers.items()):
+            if not worker.running():
+                self._count_restart(name)
+                self.say(f"{name} exited; restarting it")
+                self.stack.workers.pop(name, None)
+                self.stack.start_worker(name)
+                changed = True
+        if self.facade is not None and not self.facade.running():
+            self._count_restart("facade")
+            self.say("the facade exited; restarting it")
+            self.start_facade()
+            changed = True
+        return changed
+
+    def _count_restart(self, name: str) -> None:
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        if self.restarts[name] > MAX_RESTARTS:
+            raise StackError(f"{name} keeps exiting ({MAX_RESTARTS} restarts); giving up")
+
+    def request_stop(self) -> None:
+        self._stop_event.set()
+
+    # --------------------------------------------------------------- shutdown
+    def stop(self) -> bool:
+        """Facade, workers (and their flow runs), server, sshd pair; True if nothing is left."""
+        self._stopping = True
+        if self.state_path.exists() and self.state is not None:
+            try:
+                write_state(self.state_path, self.state.model_copy(update={"phase": "stopping"}))
+            except OSError:
+                pass
+        clean = True
+        if self.facade is not None:
+            clean = self.facade.stop(timeout=10) and clean
+            self.facade = None
+        if self.stack is not None:
+            clean = self.stack.stop() and clean
+            self.stack = None
+        if self.sim is not None:
+            clean = self.sim.stop() and clean
+            self.sim = None
+        if self.state is not None:  # only our own state file, never another stack's
+            self.state_path.unlink(missing_ok=True)
+            self.state = None
+        return clean
+
+
+def cleanup_dead(state: StackState) -> list[int]:
+    """Stop the processes a killed supervisor left behind; the pids that survived."""
+    keys = []
+    for comp in state.components:
+        if comp.alive():
+            keys.append(comp.key)
+            keys.extend(descendants(comp.pid))
+    if keys:
+        signal_tree(keys, signal.SIGTERM)
+        if not wait_gone(keys, 10.0, lambda: None):
+            signal_tree(keys, signal.SIGKILL)
+            wait_gone(keys, 5.0, lambda: None)
+    left = [k[0] for k in keys if alive(k)]
+    if state.sim_root:
+        left += stop_leftovers(Path(state.sim_root))
+    return left
