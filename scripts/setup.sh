@@ -10,6 +10,9 @@ command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-s
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v setsid >/dev/null 2>&1 || need_apt+=(util-linux)
+# Headless browser of the end-to-end UI check (tests/e2e), with its matching driver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
