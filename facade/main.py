@@ -102,7 +102,11 @@ class BodySizeLimit:
 def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
-    gateway = PrefectGateway(settings.prefect_api_url_clean, page_size=settings.page_size)
+    gateway = PrefectGateway(
+        settings.prefect_api_url_clean,
+        page_size=settings.page_size,
+        read_ttl=settings.prefect_read_ttl_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,10 +8,11 @@ the facade's settings (never to whatever PREFECT_API_URL the process happens to 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -37,17 +38,38 @@ from prefect.flow_runs import aresume_flow_run, asuspend_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling, Scheduled
 
+from facade.read_cache import PrefectReadCache
+
 
 class GatewayError(Exception):
     """Prefect refused or could not do what was asked; the text is safe to show."""
 
 
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _changes_run(method: F) -> F:
+    """The method changes the flow run it is given: drop that run's cached reads afterwards
+    (also when it failed: the change may have happened anyway)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: PrefectGateway, flow_run_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, flow_run_id, *args, **kwargs)
+        finally:
+            self.cache.forget(flow_run_id)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class PrefectGateway:
     """Async access to one Prefect API; open once per app (lifespan) and share."""
 
-    def __init__(self, api_url: str, page_size: int = 200) -> None:
+    def __init__(self, api_url: str, page_size: int = 200, read_ttl: float = 0.0) -> None:
         self.api_url = api_url.rstrip("/")
         self.page_size = page_size
+        # Short-lived copies of flow/task-run reads (facade.read_cache); 0 = always read.
+        self.cache = PrefectReadCache(read_ttl)
         self._client: PrefectClient | None = None
         self._deployments: dict[str, DeploymentResponse] = {}
 
@@ -124,24 +146,33 @@ class PrefectGateway:
             return None
 
     async def read_runs(self, flow_run_ids: Sequence[str]) -> dict[str, FlowRun]:
-        """Several flow runs in one request, keyed by id string."""
-        ids = [UUID(i) for i in flow_run_ids]
-        if not ids:
-            return {}
+        """Several flow runs in one request, keyed by id string (fresh cached ones reused)."""
+        found, missing = self.cache.runs.split(str(UUID(i)) for i in flow_run_ids)
+        ids = [UUID(i) for i in missing]
         runs: list[FlowRun] = []
         for chunk in _chunks(ids, self.page_size):
             runs += await self.client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
             )
-        return {str(r.id): r for r in runs}
+        for r in runs:
+            if self.cache.enabled:
+                self.cache.runs.put(str(r.id), r)
+            found[str(r.id)] = r
+        return found
 
     async def task_runs(self, flow_run_ids: Sequence[str]) -> list[TaskRun]:
-        """All task runs of these flow runs, oldest first (paged)."""
-        ids = [UUID(i) for i in flow_run_ids]
-        if not ids:
-            return []
-        flt = FlowRunFilter(id=FlowRunFilterId(any_=ids))
-        return await self._page_task_runs(flow_run_filter=flt)
+        """All task runs of these flow runs, oldest first (paged; fresh cached ones reused)."""
+        found, missing = self.cache.task_runs.split(str(UUID(i)) for i in flow_run_ids)
+        out = [tr for runs in found.values() for tr in runs]
+        if missing:
+            flt = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in missing]))
+            fetched = await self._page_task_runs(flow_run_filter=flt)
+            if self.cache.enabled:
+                self.cache.keep_task_runs(missing, fetched)
+            if not found:
+                return fetched
+            out += fetched
+        return sorted(out, key=_expected_start)
 
     async def _page_task_runs(self, **filters: Any) -> list[TaskRun]:
         out: list[TaskRun] = []
@@ -186,6 +217,7 @@ class PrefectGateway:
         return out
 
     # -- control -----------------------------------------------------------------------------
+    @_changes_run
     async def suspend(self, flow_run_id: str) -> None:
         """Suspend from outside: the running step finishes, the flow exits at the next one."""
         with self._settings():
@@ -194,6 +226,7 @@ class PrefectGateway:
             except RuntimeError as exc:
                 raise GatewayError(str(exc)) from exc
 
+    @_changes_run
     async def resume(self, flow_run_id: str, run_input: dict[str, Any] | None = None) -> None:
         with self._settings():
             try:
@@ -221,6 +254,7 @@ class PrefectGateway:
             description = None
         return schema, description if isinstance(description, str) else None
 
+    @_changes_run
     async def cancel(self, flow_run_id: str) -> str:
         """Ask for cancellation; the server goes straight to Cancelled when nothing runs."""
         result = await self.client.set_flow_run_state(UUID(flow_run_id), Cancelling())
@@ -229,6 +263,7 @@ class PrefectGateway:
             raise GatewayError(f"Prefect refused the cancellation: {reason}")
         return result.state.type.value if result.state else "CANCELLING"
 
+    @_changes_run
     async def reschedule(self, flow_run_id: str) -> None:
         """Run the same flow run again; its completed steps come back Cached."""
         result = await self.client.set_flow_run_state(
@@ -238,6 +273,7 @@ class PrefectGateway:
             reason = getattr(result.details, "reason", None) or result.status.value
             raise GatewayError(f"Prefect refused the retry: {reason}")
 
+    @_changes_run
     async def update_parameters(self, flow_run_id: str, parameters: dict[str, Any]) -> None:
         await self.client.update_flow_run(UUID(flow_run_id), parameters=parameters)
 
@@ -303,6 +339,10 @@ class PrefectGateway:
         subscriber = PrefectEventSubscriber(api_url=self.api_url, filter=flt)
         async with subscriber:
             yield subscriber
+
+
+def _expected_start(tr: TaskRun) -> datetime:
+    return tr.expected_start_time or tr.created or datetime.min.replace(tzinfo=UTC)
 
 
 def _chunks(items: list[UUID], size: int) -> Iterator[list[UUID]]:

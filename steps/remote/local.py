@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+from steps.remote import instrument
 from steps.remote.errors import DownloadError, RemoteTimeout
 from steps.remote.history import record_command
 from steps.remote.output import CappedBuffer
@@ -60,6 +61,7 @@ class LocalTransport:
         duration = time.monotonic() - start
         with self._lock:
             self.stats.command_seconds += duration
+        instrument.emit("command", duration, command)
         if not finished:
             self._kill_group(proc)
             log.warning("local command timed out after %.1fs", timeout)
@@ -131,6 +133,7 @@ class LocalTransport:
         source = Path(os.path.expanduser(remote_path))
         local_path = Path(local_path)
         tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.part")
+        began = time.monotonic()
         try:
             local_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, tmp)
@@ -141,6 +144,7 @@ class LocalTransport:
             tmp.unlink(missing_ok=True)
         with self._lock:
             self.stats.downloads += 1
+        instrument.emit("download", time.monotonic() - began, remote_path)
 
     def close(self) -> None:
         """Nothing to release: every command is its own process."""

@@ -34,7 +34,7 @@ from paramiko.ssh_exception import (
 )
 
 from steps.config import HostSettings, SiteSettings
-from steps.remote import validate
+from steps.remote import instrument, validate
 from steps.remote.errors import (
     DownloadError,
     HostKeyError,
@@ -183,6 +183,7 @@ class SshTransport:
 
     def _open(self) -> Connection:
         s = self.settings
+        began = time.monotonic()
         gateway = self._make(s.jump, None) if s.jump is not None else None
         conn = self._make(s.login, gateway)
         try:
@@ -194,6 +195,7 @@ class SshTransport:
             raise
         with self._stats_lock:
             self.stats.sessions += 1
+        instrument.emit("session", time.monotonic() - began, self._label(s.login))
         log.info(
             "SSH session %d open to %s%s",
             self.stats.sessions,
@@ -284,8 +286,10 @@ class SshTransport:
             ) from None
         finally:
             chan.close()
+            spent = time.monotonic() - start
             with self._stats_lock:
-                self.stats.command_seconds += time.monotonic() - start
+                self.stats.command_seconds += spent
+            instrument.emit("command", spent, command)
         if result is None:
             self._drop(gen)
             raise RemoteConnectionError(
@@ -338,6 +342,7 @@ class SshTransport:
         path = sftp_path(remote_path)
         local_path = Path(local_path)
         local_path.parent.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
         with self._slots:
             for attempt in (1, 2):
                 conn, gen = self._current()
@@ -351,6 +356,7 @@ class SshTransport:
                     raise
                 with self._stats_lock:
                     self.stats.downloads += 1
+                instrument.emit("download", time.monotonic() - began, path)
                 return
         raise AssertionError("unreachable")
 
