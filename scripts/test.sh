@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest "$@"
+# Two test processes (CI has 2 cores; most tests wait on sshd, jobs and Prefect), whole files
+# per process so module fixtures are built once. TOPUP_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -n "${TOPUP_TEST_WORKERS:-2}" --dist loadfile "$@"
