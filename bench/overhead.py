@@ -88,9 +88,9 @@ def run(repeat: int, say: Callable[[str], None]) -> BenchResult:
     result.notes.append(
         "What the overhead is made of: `python -m bench profile` profiles one flow run (see the "
         "profile section below): Prefect's task engine (task-run creation, state events, "
-        "result persistence, API log shipping), the synchronous artifact calls of "
-        "`flows/recording.py` (a table/link artifact per step and a progress-artifact update "
-        "after every step, each one HTTP request the flow waits for) and the outputs-store "
-        "transaction per step (`store/repository.py`)."
+        "result persistence, API log shipping) and the outputs-store transaction per step "
+        "(`store/repository.py`, SQLite WAL with synchronous=NORMAL). Artifacts (a table/link "
+        "artifact per step, the progress artifact at most every 5 s) are sent by a background "
+        "thread (`flows/artifact_sender.py`), flushed before pauses and at the end of the run."
     )
     return result

@@ -218,6 +218,7 @@ class Procedure:
             + "\n- **retry**: run the step again (after fixing the cause)"
             + "\n- **abort**: stop this run (it ends Failed)\n"
         )
+        recording.flush(self.rec)  # the pause shows every artifact so far
         answer = ask(
             OperatorDecision,
             key=pause_key(task_name, "manual", attempt),
@@ -262,6 +263,7 @@ class Procedure:
             self.log.info("step %s pre-approved by %s", step.label, by)
             return by
         description = f"## Approval needed: {what}\n\n{details}" + self._pdf_list()
+        recording.flush(self.rec)  # the pause shows every artifact so far
         answer = ask(
             ApprovalDecision,
             key=key,
@@ -286,6 +288,7 @@ class Procedure:
         return by if answer.decision == "approve" else None
 
     def review(self, step: StepDefinition) -> None:
+        recording.flush(self.rec)  # the pause shows every artifact so far
         answer = ask(
             ReviewDecision,
             key=pause_key(step.id, "review"),

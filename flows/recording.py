@@ -5,6 +5,12 @@ files; downloaded PDFs also get a link artifact; a progress artifact shows steps
 a markdown artifact and the flow-run tag ``workflow:<name>@<version>`` say which definition
 version the run executed. Artifact keys are stable per round, date and step, so the Prefect UI
 shows the history of a date across runs.
+
+Artifacts go through the run's ``ArtifactSender`` (a background thread): a step does not wait
+for their HTTP requests. ``flush`` runs before every pause and ``finish`` at the end of the run,
+so what the operator and the UI see is complete. The progress artifact is updated at most every
+``PROGRESS_EVERY_S`` seconds, and always when the run finishes. Store writes stay synchronous:
+the store is the record (and the pause forms read it).
 """
 
 from __future__ import annotations
@@ -12,26 +18,26 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect import get_client
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import LinkArtifact, MarkdownArtifact, ProgressArtifact, TableArtifact
 
+from flows.artifact_sender import ArtifactSender
 from flows.definitions import StepDefinition, WorkflowDefinition
 from steps.results import FileRecord, StepResult
 from store import repository
 
 # When set, PDF links point there (``<base>/<run_key>/<file>``) instead of file:// URIs.
 DOWNLOADS_URL_ENV = "TOPUP_DOWNLOADS_BASE_URL"
+# The progress artifact is updated at most this often (and always at the end of the run).
+PROGRESS_EVERY_S = 5.0
+# How long the flow waits for queued artifacts before a pause and at its end.
+FLUSH_TIMEOUT_S = 30.0
 
 
 def artifact_key(*parts: str) -> str:
@@ -50,9 +56,20 @@ class RunRecord:
     date: str | None = None
     progress_id: UUID | None = None
     done: list[str] = field(default_factory=list)  # step ids finished (any outcome)
+    total: int = 0
+    progress_sent: float = 0.0  # monotonic time of the last progress update queued
+    progress_shown: int = -1  # steps done at that update
+    last_step: str = ""
+    _sender: ArtifactSender | None = field(default=None, repr=False)
 
     def key(self, *parts: str) -> str:
         return artifact_key(self.round, self.date or "", *parts)
+
+    @property
+    def sender(self) -> ArtifactSender:
+        if self._sender is None:
+            self._sender = ArtifactSender(self.flow_run_id)
+        return self._sender
 
 
 # --------------------------------------------------------------------------- the run
@@ -80,39 +97,67 @@ def announce(rec: RunRecord, flow_name: str, parameters: dict[str, Any]) -> None
         + (f" {s.approval} |" if s.approval else " |")
         for s in d.steps
     )
-    create_markdown_artifact(
-        markdown=(
-            f"# {d.title}\n\nDefinition **{d.name}@{d.version}** (tag `{d.tag}`), "
-            f"flow run `{rec.flow_run_id}`.\n\n| parameter | value |\n|---|---|\n{rows}\n\n"
-            "| step | id | what | timeout (min) | retries | approval |\n"
-            f"|---|---|---|---|---|---|\n{steps}\n"
-        ),
-        key=rec.key("workflow"),
-        description=f"{d.name}@{d.version}",
+    rec.sender.create(
+        MarkdownArtifact(
+            markdown=(
+                f"# {d.title}\n\nDefinition **{d.name}@{d.version}** (tag `{d.tag}`), "
+                f"flow run `{rec.flow_run_id}`.\n\n| parameter | value |\n|---|---|\n{rows}\n\n"
+                "| step | id | what | timeout (min) | retries | approval |\n"
+                f"|---|---|---|---|---|---|\n{steps}\n"
+            ),
+            key=rec.key("workflow"),
+            description=f"{d.name}@{d.version}",
+        )
     )
 
 
 def start_progress(rec: RunRecord, total: int) -> None:
-    rec.progress_id = create_progress_artifact(
-        progress=0.0,
-        key=rec.key("progress"),
-        description=f"0 / {total} steps of {rec.definition.name}@{rec.definition.version}",
+    rec.total = total
+
+    def created(artifact_id: UUID) -> None:  # in the sender's thread, before any update
+        rec.progress_id = artifact_id
+
+    rec.progress_sent, rec.progress_shown = time.monotonic(), 0
+    rec.sender.create(
+        ProgressArtifact(
+            progress=0.0,
+            key=rec.key("progress"),
+            description=f"0 / {total} steps of {rec.definition.name}@{rec.definition.version}",
+        ),
+        then=created,
     )
 
 
 def advance(rec: RunRecord, step: StepDefinition, total: int) -> None:
-    """Count ``step`` as done and update the progress artifact."""
+    """Count ``step`` as done; update the progress artifact if the last update is old enough."""
     if step.id not in rec.done:
         rec.done.append(step.id)
-    if rec.progress_id is not None:
-        update_progress_artifact(
-            rec.progress_id,
-            progress=round(100.0 * len(rec.done) / max(total, 1), 1),
-            description=f"{len(rec.done)} / {total} steps done (last: {step.label} {step.id})",
-        )
+    rec.total, rec.last_step = total, f"{step.label} {step.id}"
+    if time.monotonic() - rec.progress_sent >= PROGRESS_EVERY_S or len(rec.done) >= total:
+        _send_progress(rec)
+
+
+def _send_progress(rec: RunRecord) -> None:
+    if rec.progress_shown == len(rec.done) or rec.total <= 0:
+        return
+    rec.progress_sent, rec.progress_shown = time.monotonic(), len(rec.done)
+    rec.sender.update(
+        lambda: rec.progress_id,
+        data=round(100.0 * len(rec.done) / max(rec.total, 1), 1),
+        description=f"{len(rec.done)} / {rec.total} steps done (last: {rec.last_step})",
+    )
+
+
+def flush(rec: RunRecord) -> None:
+    """Send what is queued (progress included) before the run pauses or ends."""
+    _send_progress(rec)
+    rec.sender.flush(FLUSH_TIMEOUT_S)
 
 
 def finish(rec: RunRecord, status: str, message: str = "") -> None:
+    """The run's store row, after its artifacts were sent (the thread ends here)."""
+    _send_progress(rec)
+    rec.sender.close(FLUSH_TIMEOUT_S)
     repository.finish_workflow_run(rec.flow_run_id, status, message)
 
 
@@ -176,41 +221,47 @@ def record_result(
         files=[_file_row(f) for f in result.files],
     )
     if result.files:
-        create_table_artifact(
-            table=[
-                {
-                    "file": Path(f.path).name,
-                    "run": f.run if f.run is not None else "",
-                    "role": f.role,
-                    "size": f.size,
-                    "sha256": f.sha256,
-                    "path": f.local_path or f.path,
-                }
-                for f in result.files
-            ],
-            key=rec.key(task_name, "files"),
-            description=f"{result.step or step.label} {step.title}: {len(result.files)} files",
+        rec.sender.create(
+            TableArtifact(
+                table=[
+                    {
+                        "file": Path(f.path).name,
+                        "run": f.run if f.run is not None else "",
+                        "role": f.role,
+                        "size": f.size,
+                        "sha256": f.sha256,
+                        "path": f.local_path or f.path,
+                    }
+                    for f in result.files
+                ],
+                key=rec.key(task_name, "files"),
+                description=f"{result.step or step.label} {step.title}: {len(result.files)} files",
+            )
         )
     for f in result.files:
         if f.role == "download":
-            create_link_artifact(
-                link=_download_link(rec, f),
-                link_text=Path(f.local_path or f.path).name,
-                key=rec.key(Path(f.local_path or f.path).stem, "pdf"),
-                description=f"{step.label} {step.title} — sha256 {f.sha256}",
+            rec.sender.create(
+                LinkArtifact(
+                    link=_download_link(rec, f),
+                    link_text=Path(f.local_path or f.path).name,
+                    key=rec.key(Path(f.local_path or f.path).stem, "pdf"),
+                    description=f"{step.label} {step.title} — sha256 {f.sha256}",
+                )
             )
     return missing
 
 
 def record_dry_run(rec: RunRecord, part: str, bounds: dict[str, int], output: str) -> None:
     """Show a database part's ``-sub_switch 0`` output (what the real submission will do)."""
-    create_markdown_artifact(
-        markdown=(
-            f"## Step 8.{part}: dry run (`-sub_switch 0`) of runs {bounds['run_from']}–"
-            f"{bounds['run_to']}\n\n```\n{output[-20000:]}\n```\n"
-        ),
-        key=rec.key("step8", part, "dry-run"),
-        description=f"8.{part} dry run, before the operator's approval",
+    rec.sender.create(
+        MarkdownArtifact(
+            markdown=(
+                f"## Step 8.{part}: dry run (`-sub_switch 0`) of runs {bounds['run_from']}–"
+                f"{bounds['run_to']}\n\n```\n{output[-20000:]}\n```\n"
+            ),
+            key=rec.key("step8", part, "dry-run"),
+            description=f"8.{part} dry run, before the operator's approval",
+        )
     )
 
 
