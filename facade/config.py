@@ -67,6 +67,8 @@ class FacadeSettings(BaseSettings):
     stats_default_hours: float = Field(24 * 7, gt=0)
     # Reuse a flow run's Prefect reads for this long (facade.read_cache); 0 = always read.
     prefect_read_ttl_seconds: float = Field(1.0, ge=0, le=10)
+    # ... and this long while Prefect's event stream drops changed runs (facade.cache_feed).
+    prefect_live_read_ttl_seconds: float = Field(30.0, ge=0, le=600)
     # Engine.IO heartbeat; a long-polling client waits up to interval + timeout on close.
     socketio_ping_interval: float = Field(25.0, gt=0)
     socketio_ping_timeout: float = Field(20.0, gt=0)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facade.cache_feed import CacheFeed
 from facade.config import FacadeSettings, get_settings
 from facade.db import create_tables, make_engine
 from facade.errors import install_error_handlers
@@ -106,15 +107,19 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
         settings.prefect_api_url_clean,
         page_size=settings.page_size,
         read_ttl=settings.prefect_read_ttl_seconds,
+        live_read_ttl=settings.prefect_live_read_ttl_seconds,
     )
+    feed = CacheFeed(gateway)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         create_tables(engine)
         await gateway.open()
+        feed.start()
         try:
             yield
         finally:
+            await feed.stop()
             await app.state.socket.close()
             await app.state.live.close()
             await gateway.close()
@@ -131,6 +136,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.gateway = gateway
+    app.state.cache_feed = feed
     app.state.live = LiveHub(engine, gateway)
     install_error_handlers(app)
     for module in (root, tasks, workflows, executions, logs, downloads, stats, preferences, ws):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -56,6 +56,8 @@ class Task(SQLModel, table=True):
     """A legacy task: one workflow invocation by one user, mapped onto Prefect flow runs."""
 
     __tablename__ = "facade_task"
+    # The task list filters by owner and pages newest first: one index walk, no sort.
+    __table_args__ = (Index("ix_facade_task_user_newest", "user_name", "created_at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     user_name: str = Field(index=True, max_length=64)

@@ -7,6 +7,7 @@ the facade's settings (never to whatever PREFECT_API_URL the process happens to 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -65,11 +66,21 @@ def _changes_run(method: F) -> F:
 class PrefectGateway:
     """Async access to one Prefect API; open once per app (lifespan) and share."""
 
-    def __init__(self, api_url: str, page_size: int = 200, read_ttl: float = 0.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        page_size: int = 200,
+        read_ttl: float = 0.0,
+        live_read_ttl: float = 30.0,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self.page_size = page_size
-        # Short-lived copies of flow/task-run reads (facade.read_cache); 0 = always read.
-        self.cache = PrefectReadCache(read_ttl)
+        # Copies of flow/task-run reads (facade.read_cache), kept fresh by facade.cache_feed;
+        # read_ttl 0 = always read.
+        self.cache = PrefectReadCache(read_ttl, live_ttl=live_read_ttl)
+        # Cache reads in flight, by (kind, flow-run id): a request that needs the same run
+        # waits for that read instead of asking Prefect again (a burst after an event).
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._client: PrefectClient | None = None
         self._deployments: dict[str, DeploymentResponse] = {}
 
@@ -148,31 +159,67 @@ class PrefectGateway:
     async def read_runs(self, flow_run_ids: Sequence[str]) -> dict[str, FlowRun]:
         """Several flow runs in one request, keyed by id string (fresh cached ones reused)."""
         found, missing = self.cache.runs.split(str(UUID(i)) for i in flow_run_ids)
+        if await self._joined("run", missing):
+            more, missing = self.cache.runs.split(missing)
+            found.update(more)
         ids = [UUID(i) for i in missing]
+        started = self.cache.clock()
         runs: list[FlowRun] = []
-        for chunk in _chunks(ids, self.page_size):
-            runs += await self.client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
-            )
+        with self._reading("run", missing):
+            for chunk in _chunks(ids, self.page_size):
+                runs += await self.client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
+                    limit=len(chunk),
+                )
         for r in runs:
             if self.cache.enabled:
-                self.cache.runs.put(str(r.id), r)
+                self.cache.runs.put(str(r.id), r, started)
             found[str(r.id)] = r
         return found
 
     async def task_runs(self, flow_run_ids: Sequence[str]) -> list[TaskRun]:
         """All task runs of these flow runs, oldest first (paged; fresh cached ones reused)."""
         found, missing = self.cache.task_runs.split(str(UUID(i)) for i in flow_run_ids)
+        if await self._joined("task_runs", missing):
+            more, missing = self.cache.task_runs.split(missing)
+            found.update(more)
         out = [tr for runs in found.values() for tr in runs]
         if missing:
             flt = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in missing]))
-            fetched = await self._page_task_runs(flow_run_filter=flt)
+            started = self.cache.clock()
+            with self._reading("task_runs", missing):
+                fetched = await self._page_task_runs(flow_run_filter=flt)
             if self.cache.enabled:
-                self.cache.keep_task_runs(missing, fetched)
+                self.cache.keep_task_runs(missing, fetched, started)
             if not found:
                 return fetched
             out += fetched
         return sorted(out, key=_expected_start)
+
+    async def _joined(self, kind: str, keys: list[str]) -> bool:
+        """Wait for reads of these runs that other requests started; True if there were any
+        (the caller then looks in the cache again, and reads what is still missing)."""
+        pending = {f for k in keys if (f := self._inflight.get((kind, k))) is not None}
+        if pending:
+            await asyncio.wait(pending)
+        return bool(pending)
+
+    @contextlib.contextmanager
+    def _reading(self, kind: str, keys: list[str]) -> Iterator[None]:
+        """Announce a read of these runs (only when the cache keeps its answer)."""
+        if not keys or not self.cache.enabled:
+            yield
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for k in keys:
+            self._inflight.setdefault((kind, k), done)
+        try:
+            yield
+        finally:
+            for k in keys:
+                if self._inflight.get((kind, k)) is done:
+                    del self._inflight[(kind, k)]
+            done.set_result(None)
 
     async def _page_task_runs(self, **filters: Any) -> list[TaskRun]:
         out: list[TaskRun] = []
@@ -336,6 +383,14 @@ class PrefectGateway:
             event=EventNameFilter(prefix=["prefect.flow-run.", "prefect.task-run."]),
             any_resource=EventAnyResourceFilter(id=ids),
         )
+        subscriber = PrefectEventSubscriber(api_url=self.api_url, filter=flt)
+        async with subscriber:
+            yield subscriber
+
+    @contextlib.asynccontextmanager
+    async def run_events(self) -> AsyncIterator[PrefectEventSubscriber]:
+        """Prefect's event stream for every flow run and task run (feeds the read cache)."""
+        flt = EventFilter(event=EventNameFilter(prefix=["prefect.flow-run.", "prefect.task-run."]))
         subscriber = PrefectEventSubscriber(api_url=self.api_url, filter=flt)
         async with subscriber:
             yield subscriber

@@ -59,8 +59,11 @@ async def snapshots(
     for tr in task_runs:
         by_flow.setdefault(str(tr.flow_run_id), []).append(tr)
     out = []
+    # Resolving scans the definition files' mtimes: once per workflow version per call.
+    defns: dict[tuple[str, str], WorkflowDefinition] = {}
     for task in tasks:
-        defn = definition_of(task)
+        ref = (task.workflow_name, task.workflow_version)
+        defn = defns.get(ref) or defns.setdefault(ref, definition_of(task))
         flow_run = runs.get(task.flow_run_id) if task.flow_run_id else None
         mine = [tr for fid in task.all_flow_run_ids() for tr in by_flow.get(fid, [])]
         view = legacy.task_view(task, defn, flow_run, mine)
