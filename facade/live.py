@@ -88,6 +88,10 @@ class _Watcher:
         task = self._load()
         if task is None:
             return None
+        if task.flow_run_id:
+            # This event may reach us before the cache feed has seen it: read Prefect afresh
+            # rather than publish a cached view from before the change.
+            self.hub.gateway.cache.forget(task.flow_run_id)
         snap = await service.snapshot(self.hub.gateway, task, history=False)
         update = update_from(snap, cause)
         key = ("status", "progress", "current_step", "message")

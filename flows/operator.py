@@ -9,8 +9,13 @@ instead of asking again.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal, TypeVar
 
 from prefect.flow_runs import pause_flow_run
@@ -71,16 +76,58 @@ def ask(model: type[Answer], *, key: str, description: str, timeout_hours: float
 
     form = model.with_initial_data(description=description)
     try:
-        return pause_flow_run(  # type: ignore[call-overload, no-any-return]
-            wait_for_input=form,
-            timeout=max(1, int(timeout_hours * 3600)),
-            poll_interval=poll_seconds(),  # type: ignore[arg-type]
-            key=key,
-        )
+        with _ended_while_paused_stops_the_process():
+            return pause_flow_run(  # type: ignore[call-overload, no-any-return]
+                wait_for_input=form,
+                timeout=max(1, int(timeout_hours * 3600)),
+                poll_interval=poll_seconds(),  # type: ignore[arg-type]
+                key=key,
+            )
     except FlowPauseTimeout:
         raise OperatorTimeout(
             f"no operator answer within {timeout_hours:g} h (pause {key})"
         ) from None
+
+
+@contextmanager
+def _ended_while_paused_stops_the_process() -> Iterator[None]:
+    """End this flow-run process if the run is cancelled (or otherwise ended) while paused.
+
+    Why: Prefect's in-process pause wakes only when the run is Running again. A run cancelled
+    while it waits for an operator goes straight to Cancelled (nothing runs, says the server),
+    yet its process would wait on until the pause timeout (hours), holding the round's slot
+    and blocking every other date of the round. Only in a process a worker started for this
+    run (``PREFECT__FLOW_RUN_ID``): in-process runs (test harness) are left alone.
+    """
+    run_id = os.environ.get("PREFECT__FLOW_RUN_ID")
+    if not run_id:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        from prefect import get_client
+
+        log = logging.getLogger("topup.flows")
+        while not stop.wait(poll_seconds()):
+            try:
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(run_id).state  # type: ignore[arg-type]
+            except Exception as exc:  # the API may be away for a moment: ask again
+                log.debug("pause watch: %s", exc)
+                continue
+            if state is not None and (state.is_final() or state.is_cancelling()):
+                log.warning("run %s while waiting for an operator: ending its process", state.name)
+                # The engine turns SIGTERM into an exit that releases the round's slot.
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    watcher = threading.Thread(target=watch, name="topup-pause-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def pause_key(*parts: str | int) -> str:

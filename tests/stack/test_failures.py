@@ -139,3 +139,47 @@ def test_worker_killed_mid_step_then_rescheduled_completes_without_resubmitting(
     assert after == before
     tasks = step_tasks(stack_runs.task_runs(run.id))
     assert {"step1_1", "step1_2", "step1_3", "step1_4"} <= completed_names(tasks)
+
+
+def test_cancel_while_waiting_for_an_operator_ends_the_process_and_frees_the_round(
+    stack: PrefectStack, sim: Any, stack_site: str, stack_runs: StackRuns
+) -> None:
+    """Found by the load suite: a run cancelled while paused for input kept its process (and
+    the round's slot) until the pause timed out, so no other date of the round could start."""
+    sim.set_faults(**{**SIM_FAST, "ist": {str(RUNS_OF_DATE[1]): 14000000}})
+    run = stack_runs.start(
+        "topup-standard-steps-1.0.2",
+        date=DATE,
+        round="round18",
+        site=stack_site,
+        poll_seconds=0.2,
+        max_wait_minutes=1.0,
+        **SUBSET,
+    )
+    paused = stack_runs.wait(
+        run.id, lambda r: r.state is not None and r.state.is_paused(), 300, "Paused"
+    )
+    pid = int(str(paused.infrastructure_pid).rsplit(":", 1)[-1])
+    key = (pid, _start_key(pid))
+    assert alive(key), "the paused run's process should be waiting for its answer"
+    with stack.sync_client() as client:
+        client.set_flow_run_state(run.id, Cancelling())
+    done = stack_runs.wait(run.id, timeout=60)
+    assert state_name(done) == "Cancelled", done.state
+    deadline = time.monotonic() + 90
+    while alive(key):
+        assert time.monotonic() < deadline, "the cancelled run's process is still waiting"
+        time.sleep(0.2)
+    with stack.sync_client() as client:
+        while client.read_global_concurrency_limit_by_name("topup-round-round18").active_slots:
+            assert time.monotonic() < deadline, "the round's slot was not given back"
+            time.sleep(0.2)
+
+
+def _start_key(pid: int) -> int:
+    """The start time of ``pid`` as ``topup_cli.processes`` keys it."""
+    from topup_cli.processes import _key
+
+    key = _key(pid)
+    assert key is not None, f"process {pid} is not running"
+    return key[1]
