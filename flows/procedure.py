@@ -19,6 +19,7 @@ from prefect.logging import get_run_logger
 from flows import recording
 from flows.definitions import DefinitionError, StepDefinition, WorkflowDefinition
 from flows.operator import (
+    Answer,
     ApprovalDecision,
     OperatorAbort,
     OperatorDecision,
@@ -218,12 +219,8 @@ class Procedure:
             + "\n- **retry**: run the step again (after fixing the cause)"
             + "\n- **abort**: stop this run (it ends Failed)\n"
         )
-        recording.flush(self.rec)  # the pause shows every artifact so far
-        answer = ask(
-            OperatorDecision,
-            key=pause_key(task_name, "manual", attempt),
-            description=description,
-            timeout_hours=self.o.operator_timeout_hours,
+        answer = self._ask(
+            OperatorDecision, key=pause_key(task_name, "manual", attempt), description=description
         )
         by = who(answer.name)
         recording.record_decision(
@@ -244,6 +241,13 @@ class Procedure:
             )
         return answer.action
 
+    def _ask(self, model: type[Answer], *, key: str, description: str) -> Answer:
+        """Pause for ``model``'s answer once every artifact so far is visible beside the form."""
+        recording.flush(self.rec)
+        return ask(
+            model, key=key, description=description, timeout_hours=self.o.operator_timeout_hours
+        )
+
     def approval(
         self, step: StepDefinition, *, key: str, what: str, details: str = ""
     ) -> str | None:
@@ -263,13 +267,7 @@ class Procedure:
             self.log.info("step %s pre-approved by %s", step.label, by)
             return by
         description = f"## Approval needed: {what}\n\n{details}" + self._pdf_list()
-        recording.flush(self.rec)  # the pause shows every artifact so far
-        answer = ask(
-            ApprovalDecision,
-            key=key,
-            description=description,
-            timeout_hours=self.o.operator_timeout_hours,
-        )
+        answer = self._ask(ApprovalDecision, key=key, description=description)
         by = who(answer.name)
         recording.record_decision(
             self.rec,
@@ -288,12 +286,10 @@ class Procedure:
         return by if answer.decision == "approve" else None
 
     def review(self, step: StepDefinition) -> None:
-        recording.flush(self.rec)  # the pause shows every artifact so far
-        answer = ask(
+        answer = self._ask(
             ReviewDecision,
             key=pause_key(step.id, "review"),
             description=f"## Review after step {step.label}: {step.title}\n" + self._pdf_list(),
-            timeout_hours=self.o.operator_timeout_hours,
         )
         by = who(answer.name)
         recording.record_decision(
