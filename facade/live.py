@@ -40,16 +40,15 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
-def update_from(snapshot: service.Snapshot, cause: str) -> dict[str, Any]:
+def update_from(task_id: int, view: legacy.TaskView, cause: str) -> dict[str, Any]:
     """The update sent to watchers: the legacy status/progress fields plus the cause."""
-    view = snapshot.view
     message = STATUS_MESSAGES[view.status]
     if view.status == legacy.FAILED and view.error_message:
         message = f"Task failed: {view.error_message}"
     if view.status == legacy.PAUSED and view.waiting_for_input:
         message = f"Task paused at {view.current_step}, waiting for an operator decision"
     return {
-        "task_id": snapshot.task.id,
+        "task_id": task_id,
         "status": view.status,
         "progress": view.progress,
         "current_step": view.current_step,
@@ -68,6 +67,7 @@ class _Watcher:
         self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
         self.last: dict[str, Any] | None = None
         self.restart = asyncio.Event()
+        self.reported: legacy.TaskView | None = None
         self.runner: asyncio.Task[None] | None = None
         self.backoff = hub.reconnect_seconds
 
@@ -93,13 +93,15 @@ class _Watcher:
             # rather than publish a cached view from before the change.
             self.hub.gateway.cache.forget(task.flow_run_id)
         snap = await service.snapshot(self.hub.gateway, task, history=False)
-        update = update_from(snap, cause)
+        self._send(update_from(self.task_id, snap.view, cause))
+        return task
+
+    def _send(self, update: dict[str, Any]) -> None:
         key = ("status", "progress", "current_step", "message")
         if self.last is None or any(self.last[k] != update[k] for k in key):
             self.last = update
             for queue in list(self.queues):
                 queue.put_nowait(update)
-        return task
 
     async def _follow(self) -> None:
         """Publish the current view, then one update per Prefect event of the task's runs."""
@@ -128,6 +130,11 @@ class _Watcher:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             if waiter in done:
+                # What the API just answered goes out first, after the cancelled read (which
+                # may be older) and before the fresh one: a short-lived "pausing" is not lost.
+                reported, self.reported = self.reported, None
+                if reported is not None:
+                    self._send(update_from(self.task_id, reported, "request"))
                 continue  # re-read at once
             error = follow.exception()
             if error is not None:
@@ -168,11 +175,15 @@ class LiveHub:
                 del self._watchers[task_id]
                 await watcher.stop()
 
-    def refresh(self, task_id: int) -> None:
+    def refresh(self, task_id: int, reported: legacy.TaskView | None = None) -> None:
         """This process just changed the task (start, pause, resume, cancel): watchers re-read
-        it at once and follow its current flow run (a rerun creates a new one)."""
+        it at once and follow its current flow run (a rerun creates a new one). ``reported``
+        is the view the API answered with; watchers publish it before re-reading, so a
+        status that lasts less than one read (e.g. "pausing") still reaches them."""
         watcher = self._watchers.get(task_id)
         if watcher is not None:
+            if reported is not None:
+                watcher.reported = reported
             watcher.restart.set()
 
     async def close(self) -> None:

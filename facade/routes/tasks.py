@@ -269,7 +269,7 @@ async def pause_task(
     """Suspend the flow run: the running step ends, then the run stops ("pausing" until then)."""
     task = owned_task(session, user, task_id)
     view = await service.pause(gateway, task)
-    request.app.state.live.refresh(task_id)
+    request.app.state.live.refresh(task_id, reported=view)
     message = "Task paused" if view.status == legacy.PAUSED else "Task pausing"
     return {"message": message, "status": view.status, "success": True, "task_id": task_id}
 

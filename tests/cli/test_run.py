@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.definitions import load
+from tests.cli.helpers import wait_for
 from tests.fixtures_stack import StackRuns
 from tests.stack.helpers import SIM_FAST
 from topup_cli.main import app
@@ -74,8 +75,15 @@ def test_run_preapproved_shows_every_step_then_logs(
     assert run.parameters["approved_by"] == "cli-test"
     assert run.parameters["site"] == stack_site
 
-    logs = runner.invoke(app, ["logs", str(run_id), "--api-url", stack.api_url])
-    assert logs.exit_code == 0, logs.output
+    # Log lines are shipped in batches, the flow's own "Finished in state ..." last and
+    # possibly after its final state: wait for it, so that both listings below see the
+    # same, complete log.
+    def complete_log() -> Any:
+        res = runner.invoke(app, ["logs", str(run_id), "--api-url", stack.api_url])
+        done = re.search(r"\bflow\s+Finished in state", res.output)
+        return res if res.exit_code == 0 and done else None
+
+    logs = wait_for(complete_log, timeout=60, what="the run's final log line")
     assert "step1_1" in logs.output and "step8_3_submit" in logs.output
     # Also found by name, as the UI shows it.
     by_name = runner.invoke(app, ["logs", run.name, "--api-url", stack.api_url])

@@ -146,11 +146,15 @@ def test_client_sequence_with_live_updates(sim: Any, stack_site: str, live_facad
         assert log_file.status_code == 200 and "step1_1" in log_file.text
 
         # -- live updates: both channels saw the run go through its states
-        def seen_all(statuses: list[str]) -> bool:
-            return {"running", "pausing", "paused", "cancelled"} <= set(statuses)
+        def missing(statuses: list[str]) -> set[str]:
+            return {"running", "pausing", "paused", "cancelled"} - set(statuses)
 
-        wait_for(lambda: seen_all(sio.statuses()), timeout=30, what="socket.io statuses")
-        wait_for(lambda: seen_all(ws.statuses()), timeout=30, what="websocket statuses")
+        for channel, watcher in (("socket.io", sio), ("websocket", ws)):
+            try:
+                wait_for(lambda w=watcher: not missing(w.statuses()), timeout=30, what=channel)
+            except AssertionError:
+                seen = watcher.statuses()
+                raise AssertionError(f"{channel} saw {seen}, missing {missing(seen)}") from None
         progress_events = sio.progress()
         assert progress_events == sorted(progress_events) and max(progress_events) >= 19
         stats = c.get("/api/stats", params={"hours": 1}).json()
