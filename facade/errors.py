@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,6 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from facade.responses import LegacyJSONResponse
 
 log = logging.getLogger("topup.facade")
+
+# Prefect answers these when it is overloaded or restarting (SQLite busy, say): the request
+# may be repeated, so the client gets 503 and a hint when to retry, not a 500.
+UPSTREAM_BUSY = {429, 502, 503, 504}
+RETRY_AFTER_S = "2"
 
 NOT_FOUND_MESSAGE = (
     "The requested URL was not found on the server. If you entered the URL manually please "
@@ -104,6 +110,25 @@ def install_error_handlers(app: FastAPI) -> None:
             body = {"success": False, "error": str(exc.detail), "message": str(exc.detail)}
         return LegacyJSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(httpx.HTTPStatusError)
+    async def _prefect_status(request: Request, exc: httpx.HTTPStatusError) -> LegacyJSONResponse:
+        upstream = exc.response.status_code
+        if upstream in UPSTREAM_BUSY:
+            log.warning("Prefect answered %s on %s %s", upstream, request.method, request.url.path)
+            return _unavailable(f"The Prefect API is busy (HTTP {upstream}); retry shortly")
+        log.error("Prefect answered %s on %s %s", upstream, request.method, request.url.path)
+        return LegacyJSONResponse(
+            {"success": False, "error": f"The Prefect API failed the request (HTTP {upstream})"},
+            status_code=502,
+        )
+
+    @app.exception_handler(httpx.TransportError)
+    async def _prefect_unreachable(
+        request: Request, exc: httpx.TransportError
+    ) -> LegacyJSONResponse:
+        log.warning("Prefect unreachable on %s %s: %r", request.method, request.url.path, exc)
+        return _unavailable("The Prefect API is unreachable; retry shortly")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> LegacyJSONResponse:
         # Logged with the traceback for operators; the client gets no internals.
@@ -116,3 +141,9 @@ def install_error_handlers(app: FastAPI) -> None:
             },
             status_code=500,
         )
+
+
+def _unavailable(error: str) -> LegacyJSONResponse:
+    return LegacyJSONResponse(
+        {"success": False, "error": error}, status_code=503, headers={"Retry-After": RETRY_AFTER_S}
+    )

@@ -64,9 +64,10 @@ class StackSettings(BaseModel):
     pool: str = POOL_NAME
     pool_limit: int | None = None
     rounds: list[str] = Field(default_factory=lambda: ["round18"])
-    # A process worker asks for work every query_seconds (Prefect default 10 s): ~1 s makes
-    # a new run start within ~2 s. Prefetch lets it submit runs scheduled just ahead.
-    worker_query_seconds: float = Field(1.0, gt=0)
+    # A process worker asks for work every query_seconds (Prefect default 10 s): 0.25 s (one
+    # light API read) makes a new run start within ~2 s. Prefetch lets it submit runs
+    # scheduled just ahead.
+    worker_query_seconds: float = Field(0.25, gt=0)
     worker_prefetch_seconds: float = Field(2.0, ge=0)
     worker_limit: int | None = Field(None, ge=1)
     # Let flow-run processes cache the project's bytecode (__pycache__, as any Python
@@ -224,6 +225,11 @@ class PrefectStack:
             PREFECT_WORKER_QUERY_SECONDS=str(s.worker_query_seconds),
             PREFECT_WORKER_PREFETCH_SECONDS=str(s.worker_prefetch_seconds),
             PREFECT_WORKER_ENABLE_CANCELLATION="true",
+            # A burst of runs keeps a SQLite server busy (503, "database is locked") for
+            # longer than the client's default 5 retries (~1 min of back-off): the worker then
+            # gave up submitting a run and Prefect marked it Crashed (tests/chaos/test_load.py).
+            # 7 retries back off for up to ~4 min; the server answers as soon as it can.
+            PREFECT_CLIENT_MAX_RETRIES="7",
             # Both names of the same setting: results written by one flow-run process are
             # read back by the next (resume, retry) from this shared folder.
             PREFECT_LOCAL_STORAGE_PATH=storage,
@@ -232,6 +238,10 @@ class PrefectStack:
             TOPUP_DATABASE_URL=self.topup_database_url,
             PYTHONPATH=os.pathsep.join(
                 p for p in (str(s.project_dir), os.environ.get("PYTHONPATH", "")) if p
+            ),
+            # The deployments' command is `python -m prefect.engine`: this interpreter.
+            PATH=os.pathsep.join(
+                p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p
             ),
         )
         env.update(s.worker_env)

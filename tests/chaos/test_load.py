@@ -75,11 +75,12 @@ def _cumulative(site: Any, round: str) -> dict[str, str]:
     return out
 
 
-def _start(c: httpx.Client, task_id: int, attempts: int = 4) -> tuple[int, int]:
-    """Start the task as a careful client does: a 5xx or a timeout is retried (the facade
+def _start(c: httpx.Client, task_id: int, attempts: int = 4) -> tuple[int, list[int]]:
+    """Start the task as a careful client does: a 503 or a timeout is retried (the facade
     creates flow runs with an idempotency key, so a repeat cannot start a second run); a 400
-    after a failed attempt means that attempt did start it. Returns (status, retries)."""
-    status = 0
+    after a failed attempt means that attempt did start it. Returns (status, the status of
+    every failed attempt)."""
+    status, failed = 0, []
     for attempt in range(attempts):
         try:
             status = c.post(f"/api/tasks/{task_id}/start").status_code
@@ -89,8 +90,11 @@ def _start(c: httpx.Client, task_id: int, attempts: int = 4) -> tuple[int, int]:
             if status == 400 and attempt:
                 progress = c.get(f"/api/tasks/{task_id}/progress").json()["status"]
                 status = 200 if progress != "pending" else status
-            return status, attempt
-    return status, attempts - 1
+            return status, failed
+        failed.append(status)
+        if status != 503 and status != 504:
+            break  # not "busy, retry": a careful client does not repeat it
+    return status, failed
 
 
 def _submit_all(served: Served, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,7 +113,7 @@ def _submit_all(served: Served, jobs: list[dict[str, Any]]) -> list[dict[str, An
             if created.status_code == 201:
                 task_id = created.json()["task_id"]
                 answers[i]["task_id"] = task_id
-                answers[i]["start"], answers[i]["retries"] = _start(c, task_id)
+                answers[i]["start"], answers[i]["failed"] = _start(c, task_id)
                 detail = c.get(f"/api/tasks/{task_id}").json()["task"]
                 answers[i]["flow_run_id"] = detail["flow_run_id"]
 
@@ -121,12 +125,6 @@ def _submit_all(served: Served, jobs: list[dict[str, Any]]) -> list[dict[str, An
     return answers
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open finding: under the 20-request burst the Prefect server (SQLite) answers 503 "
-    "on create_flow_run, the facade turns that into a 500, and in the last runs 1 of 20 "
-    "tasks ended failed; see the report of issue 6",
-)
 def test_twenty_tasks_four_rounds_at_once(
     stack: PrefectStack, chaos_facade: Served, load_site: Any, sim_ssh: SshPair, tmp_path: Path
 ) -> None:
@@ -172,7 +170,9 @@ def test_twenty_tasks_four_rounds_at_once(
     finally:
         (stack.sites_dir / f"{site_name}.json").unlink(missing_ok=True)
 
-    retries = sum(a.get("retries", 0) for a in answers)
+    failed = [code for a in answers for code in a.get("failed", [])]
+    assert set(failed) <= {503, 504}, failed  # busy or slow, never an internal error
+    retries = len(failed)
     statuses = Counter(t["status"] for t in tasks)
     reader = StackRuns(stack)
     by_run = {a["flow_run_id"]: (r, d) for a, (r, d) in zip(answers, order, strict=True)}
@@ -237,6 +237,6 @@ def test_twenty_tasks_four_rounds_at_once(
         rows_lost=rows_expected - rows_present,
         orphans=len(leftovers),
         details=f"submissions per round {dict(per_round)}; start requests retried by the "
-        f"client after a 5xx/timeout: {retries} (Prefect's SQLite answers 503 under the "
-        "burst); 20 flow runs, one per task",
+        f"client after a 503/timeout: {retries} (the facade answers 503 + Retry-After when "
+        "Prefect is busy); 20 flow runs, one per task",
     )
