@@ -41,7 +41,7 @@ class StepTiming:
 
 @dataclass
 class FlowMeasure:
-    wall: float
+    wall: float  # the call until Prefect recorded the run Completed
     remote: float  # union of command, session and download intervals
     waiting: float  # poll sleeps not overlapping remote actions
     commands: int
@@ -51,6 +51,9 @@ class FlowMeasure:
     poll_commands: int
     steps: list[StepTiming] = field(default_factory=list)
     state: str = ""
+    # After Completed, before the call returns: Prefect's flow engine joins its heartbeat
+    # thread, which sleeps in 1 s slices (up to 1 s; the run is already final by then).
+    teardown: float = 0.0
 
     @property
     def overhead(self) -> float:
@@ -59,6 +62,17 @@ class FlowMeasure:
 
 def accepted(pair: SshPair, role: str) -> int:
     return pair.log_text(role).count("Accepted publickey")  # type: ignore[arg-type]
+
+
+def _completed_at(flow_run_id: str) -> float:
+    """When Prefect recorded the flow run final (its end time), as epoch seconds."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(uuid.UUID(flow_run_id))
+    if run.end_time is None:
+        raise RuntimeError(f"flow run {flow_run_id} has no end time")
+    return run.end_time.timestamp()
 
 
 def _task_windows(flow_run_id: str) -> list[tuple[str, float, float]]:
@@ -95,12 +109,14 @@ def run_flow(site: BenchSite, pair: SshPair, date: str = DATE) -> FlowMeasure:
     if not state.is_completed():
         raise RuntimeError(f"the benchmark flow did not complete: {state.type}: {state.message}")
     summary = state.result()
+    done = min(_completed_at(summary["flow_run_id"]), t1)
     remote_iv = recorder.remote_intervals()
-    remote = union_seconds(remote_iv, (t0, t1))
-    waiting = union_seconds([*remote_iv, *recorder.sleeps], (t0, t1)) - remote
+    remote = union_seconds(remote_iv, (t0, done))
+    waiting = union_seconds([*remote_iv, *recorder.sleeps], (t0, done)) - remote
     commands = recorder.of("command")
     measure = FlowMeasure(
-        wall=t1 - t0,
+        wall=done - t0,
+        teardown=t1 - done,
         remote=remote,
         waiting=waiting,
         commands=len(commands),

@@ -180,6 +180,11 @@ class SshTransport:
             ) from None
         assert conn.transport is not None
         conn.transport.set_keepalive(self.settings.keepalive_seconds)
+        if isinstance(conn.transport.sock, socket.socket):
+            # Every command is a few small SSH packets (channel open, exec, EOF, close);
+            # with Nagle's algorithm each exchange waited for the peer's delayed ACK, ~40 ms a
+            # command through the jump host (bench/: 44 ms -> 0.4 ms per session channel).
+            conn.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _open(self) -> Connection:
         s = self.settings
