@@ -28,7 +28,7 @@ def new_token() -> str:
 
 def ensure_user(session: Session, name: str, *, admin: bool | None = None) -> User:
     """The user ``name``, created if missing; ``admin`` (when given) sets the role."""
-    if not USER_NAME_RE.match(name):
+    if not USER_NAME_RE.fullmatch(name):
         raise ValueError("user name must be 1-64 characters of letters, digits, _ . @ -")
     user = session.get(User, name)
     if user is None:

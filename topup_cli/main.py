@@ -376,6 +376,11 @@ def backfill(
     ):
         if value is not None:
             params[name] = value
+    # As `run` does: refused here (exit 2) instead of a flow run that fails at its start.
+    try:
+        _definition("backfill", None).validate_parameters(params)
+    except ValueError as exc:
+        raise _fail(f"invalid parameters: {exc}", 2) from None
     try:
         with target.client() as client:
             fr = start_run(client, "backfill/backfill", params)
@@ -388,7 +393,8 @@ def backfill(
         raise _fail(str(exc)) from None
     except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
         raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
-    console.print(f"backfill {fr.name}: {final.state_name}")
+    message = final.state.message if final.state is not None else None
+    console.print(f"backfill {fr.name}: {final.state_name}" + (f" - {message}" if message else ""))
     raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
 
 
@@ -418,6 +424,15 @@ def _token_session(data_dir: Path | None) -> Any:
     return Session(engine)
 
 
+def _check_user(user: str) -> None:
+    """Refuse a malformed name before touching the database: a typo in `revoke` must not
+    read as "revoked 0 token(s)", and a trailing newline must not create a user."""
+    from facade.tokens import USER_NAME_RE
+
+    if not USER_NAME_RE.fullmatch(user):
+        raise _fail("user name must be 1-64 characters of letters, digits, _ . @ -", 2)
+
+
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Option("--user", help="User name the token acts as")],
@@ -428,6 +443,7 @@ def token_create(
     """Create a token for USER (created if new) and print it once."""
     from facade.tokens import issue_token
 
+    _check_user(user)
     with _token_session(data_dir) as session:
         try:
             token = issue_token(session, user, admin=admin, label=label)
@@ -445,6 +461,7 @@ def token_revoke(
     """Revoke USER's tokens (all, or the one with PREFIX)."""
     from facade.tokens import revoke_tokens
 
+    _check_user(user)
     with _token_session(data_dir) as session:
         count = revoke_tokens(session, user, prefix)
     typer.echo(f"revoked {count} token(s)")

@@ -37,7 +37,7 @@ def _owner(session: SessionDep, user: UserDep, requested: str | int | None) -> s
     if not user.is_admin:
         raise ApiError(403, "user_id does not match the authenticated user")
     name = str(requested)
-    if not USER_NAME_RE.match(name):
+    if not USER_NAME_RE.fullmatch(name):
         raise ApiError(422, "Invalid value for user_id: not a valid user name", field="user_id")
     ensure_user(session, name)
     return name
