@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -281,24 +282,30 @@ class PrefectGateway:
             except Exception as exc:  # NotPausedError, FlowPauseTimeout, RuntimeError
                 raise GatewayError(str(exc) or type(exc).__name__) from exc
 
+    async def _run_input(self, flow_run_id: UUID, key: str | None) -> Any:
+        """A stored run input, JSON-decoded; None when absent (not stored yet) or unreadable."""
+        if not key:
+            return None
+        try:
+            return json.loads(await self.client.read_flow_run_input(flow_run_id, key))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+        except (ObjectNotFound, ValueError):
+            return None
+
     async def pause_form(self, flow_run: FlowRun) -> tuple[dict[str, Any], str | None] | None:
         """The JSON schema and description of the input a paused run waits for, if any."""
         state = flow_run.state
         keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
         if not keyset:
             return None
-        try:
-            schema = json.loads(
-                await self.client.read_flow_run_input(flow_run.id, keyset["schema"])
-            )
-        except (ObjectNotFound, ValueError, KeyError):
+        # Prefect stores the form just after the run turns Paused: until then, no form.
+        schema = await self._run_input(flow_run.id, keyset.get("schema"))
+        if not isinstance(schema, dict):
             return None
-        try:
-            description = json.loads(
-                await self.client.read_flow_run_input(flow_run.id, keyset["description"])
-            )
-        except (ObjectNotFound, ValueError, KeyError):
-            description = None
+        description = await self._run_input(flow_run.id, keyset.get("description"))
         return schema, description if isinstance(description, str) else None
 
     @_changes_run

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prefect import get_client, tags
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -24,6 +25,7 @@ from tests.flows.conftest import (
     ROUND,
     Driver,
     FlowEnv,
+    poll,
     read_run,
     task_runs,
     unique_tag,
@@ -40,9 +42,21 @@ def _interval_lines(sim: Any) -> list[str]:
 
 
 def _form_description(flow_run_id: Any, pause_key: str) -> str:
-    """The text shown above the pause form (stored by Prefect with the run input schema)."""
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run_input(flow_run_id, f"paused-{pause_key}-description")
+    """The text shown above the pause form (stored by Prefect with the run input schema).
+
+    Prefect stores it just after the run turns Paused, so a reader that saw Paused may ask
+    a moment too early: wait until it is there."""
+
+    def stored() -> str | None:
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_flow_run_input(flow_run_id, f"paused-{pause_key}-description")
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code == 404:
+                    return None
+                raise
+
+    return poll(stored, 30, f"the description of pause {pause_key}", every=0.1)
 
 
 def test_ist_anomaly_pauses_for_input_and_continue_completes(flow_env: FlowEnv) -> None:
