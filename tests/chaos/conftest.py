@@ -22,19 +22,13 @@ import pytest
 from facade.config import FacadeSettings
 from sim.sshd import SshPair
 from steps.config import SiteSettings
-from tests.facade.served import Served, free_port, serve
+from tests.facade.served import Served, local_settings, serve
 from topup_cli.stack import PrefectStack
 
 
 @pytest.fixture
 def offline_chaos_facade(tmp_path: Path) -> Iterator[Served]:
-    downloads = tmp_path / "facade-downloads"
-    downloads.mkdir()
-    settings = FacadeSettings(
-        database_url=f"sqlite:///{tmp_path / 'facade.db'}",
-        prefect_api_url=f"http://127.0.0.1:{free_port()}/api",
-        downloads_dir=downloads,
-    )
+    settings = local_settings(tmp_path / "facade.db", tmp_path / "facade-downloads")
     with serve(settings) as served:
         yield served
 

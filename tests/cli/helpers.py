@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from sim import users
+from sim.layout import RoundSpec, default_layout
+from sim.site import build_site
+from tests.conftest import SIM_USER
 
 T = TypeVar("T")
 
@@ -64,3 +70,16 @@ def processes_using(path: Path) -> list[int]:
         if any(needle in b for b in blobs):
             found.append(int(entry.name))
     return found
+
+
+@contextmanager
+def site_with_round(site_root: Path, extra: RoundSpec) -> Iterator[Any]:
+    """As tests/conftest.py's ``sim``, with a round of the test file's own added to the
+    default layout: no other test's run then holds that round's slot."""
+    base = default_layout()
+    site = build_site(site_root, base.model_copy(update={"rounds": [*base.rounds, extra]}))
+    users.chown_tree(site_root, SIM_USER)
+    try:
+        yield site
+    finally:
+        site.stop_jobs()

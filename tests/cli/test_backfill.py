@@ -22,9 +22,8 @@ from prefect.client.schemas.filters import (
 )
 from typer.testing import CliRunner
 
-from sim import users
-from sim.layout import DateSpec, RoundSpec, SiteLayout, default_layout
-from sim.site import build_site
+from sim.layout import DateSpec, RoundSpec
+from tests.cli.helpers import site_with_round
 from tests.fixtures_stack import StackRuns
 from tests.stack.helpers import SIM_FAST
 from topup_cli.main import app
@@ -35,33 +34,24 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 ROUND = "round32"
 DATES = ["240621", "240622"]
-SIM_USER = "topup"  # the login user of the sshd pair (tests/conftest.py)
 BACKFILL_ID = re.compile(r"started backfill \S+ \(([0-9a-f-]{36})\)")
 
 
-def _layout() -> SiteLayout:
-    """The default site plus ROUND: two short dates and one left out of the backfill."""
-    base = default_layout()
-    extra = RoundSpec(
-        name=ROUND,
-        dates=[
-            DateSpec(date=DATES[0], runs=[81201, 81202]),
-            DateSpec(date=DATES[1], runs=[81211, 81212]),
-            DateSpec(date="240623", runs=[81221]),
-        ],
-    )
-    return base.model_copy(update={"rounds": [*base.rounds, extra]})
+# Two short dates and one left out of the backfill.
+EXTRA_ROUND = RoundSpec(
+    name=ROUND,
+    dates=[
+        DateSpec(date=DATES[0], runs=[81201, 81202]),
+        DateSpec(date=DATES[1], runs=[81211, 81212]),
+        DateSpec(date="240623", runs=[81221]),
+    ],
+)
 
 
 @pytest.fixture
 def sim(site_root: Path) -> Iterator[Any]:
-    """As tests/conftest.py's ``sim``, with ROUND added to the layout."""
-    site = build_site(site_root, _layout())
-    users.chown_tree(site_root, SIM_USER)
-    try:
+    with site_with_round(site_root, EXTRA_ROUND) as site:
         yield site
-    finally:
-        site.stop_jobs()
 
 
 def test_backfill_runs_each_date_after_the_other(

@@ -28,10 +28,8 @@ from uuid import UUID
 
 import pytest
 
-from sim import users
-from sim.layout import DateSpec, RoundSpec, SiteLayout, default_layout
-from sim.site import build_site
-from tests.cli.helpers import cli_env
+from sim.layout import DateSpec, RoundSpec
+from tests.cli.helpers import cli_env, site_with_round
 from tests.fixtures_stack import StackRuns
 from tests.stack.helpers import SIM_FAST
 from topup_cli.stack import PrefectStack
@@ -42,7 +40,6 @@ ROUND = "round31"
 DATE = "240611"
 RUNS = [81101, 81102, 81103]
 ODD_RUN = RUNS[1]
-SIM_USER = "topup"  # the login user of the sshd pair (tests/conftest.py)
 REPO = Path(__file__).resolve().parents[2]
 # Cursor movement, colours, OSC titles, charset and keypad switches rich writes to a terminal.
 ANSI = re.compile(
@@ -52,22 +49,12 @@ RUN_ID = re.compile(r"started flow run \S+ \(([0-9a-f-]{36})\)")
 PAUSE_KEY = "step1-3-manual-1"
 
 
-def _layout() -> SiteLayout:
-    """The default site plus ROUND with one three-run date."""
-    base = default_layout()
-    extra = RoundSpec(name=ROUND, dates=[DateSpec(date=DATE, runs=RUNS)])
-    return base.model_copy(update={"rounds": [*base.rounds, extra]})
-
-
 @pytest.fixture
 def sim(site_root: Path) -> Iterator[Any]:
-    """As tests/conftest.py's ``sim``, with ROUND added to the layout."""
-    site = build_site(site_root, _layout())
-    users.chown_tree(site_root, SIM_USER)
-    try:
+    with site_with_round(
+        site_root, RoundSpec(name=ROUND, dates=[DateSpec(date=DATE, runs=RUNS)])
+    ) as site:
         yield site
-    finally:
-        site.stop_jobs()
 
 
 class Terminal:

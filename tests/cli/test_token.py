@@ -15,11 +15,10 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from facade.config import FacadeSettings
 from facade.db import make_engine
 from facade.models import ApiToken, User
 from facade.tokens import TOKEN_PREFIX, hash_token
-from tests.facade.served import Served, free_port, serve
+from tests.facade.served import Served, local_settings, serve
 from topup_cli.main import app
 
 runner = CliRunner()
@@ -37,14 +36,7 @@ def facade(data_dir: Path, tmp_path: Path) -> Iterator[Served]:
     """The facade on the database `topup token` uses for ``data_dir`` (Prefect unreachable:
     the token routes do not need it)."""
     data_dir.mkdir()
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    settings = FacadeSettings(
-        database_url=f"sqlite:///{data_dir.resolve() / 'topup.db'}",
-        prefect_api_url=f"http://127.0.0.1:{free_port()}/api",
-        downloads_dir=downloads,
-    )
-    with serve(settings) as served:
+    with serve(local_settings(data_dir / "topup.db", tmp_path / "downloads")) as served:
         yield served
 
 

@@ -15,18 +15,13 @@ from typing import Any
 import pytest
 
 from facade.config import FacadeSettings
-from tests.facade.served import Served, free_port, serve
+from tests.facade.served import Served, local_settings, serve
 
 
 @pytest.fixture
 def offline_settings(tmp_path: Path) -> FacadeSettings:
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    return FacadeSettings(
-        database_url=f"sqlite:///{tmp_path / 'facade.db'}",
-        prefect_api_url=f"http://127.0.0.1:{free_port()}/api",
-        downloads_dir=downloads,
-        cors_origins=["https://ops.example.org"],
+    return local_settings(
+        tmp_path / "facade.db", tmp_path / "downloads", cors_origins=["https://ops.example.org"]
     )
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -47,6 +48,19 @@ class Served:
 
     def ws_url(self, path: str) -> str:
         return "ws://" + self.base_url.removeprefix("http://") + path
+
+
+def local_settings(
+    database: Path, downloads: Path, prefect_api_url: str | None = None, **extra: object
+) -> FacadeSettings:
+    """Facade settings on a SQLite file; Prefect unreachable (a free port) unless given."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    return FacadeSettings(
+        database_url=f"sqlite:///{database.resolve()}",
+        prefect_api_url=prefect_api_url or f"http://127.0.0.1:{free_port()}/api",
+        downloads_dir=downloads,
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @contextmanager

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from facade.config import FacadeSettings
-from tests.facade.served import Served, serve
+from tests.facade.served import Served, local_settings, serve
 
 DATES_TASK = {
     "workflow_name": "get_available_dates_workflow",
@@ -60,13 +59,7 @@ def busy_prefect() -> Iterator[str]:
 
 @pytest.fixture
 def busy_facade(tmp_path: Path, busy_prefect: str) -> Iterator[Served]:
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    settings = FacadeSettings(
-        database_url=f"sqlite:///{tmp_path / 'facade.db'}",
-        prefect_api_url=busy_prefect,
-        downloads_dir=downloads,
-    )
+    settings = local_settings(tmp_path / "facade.db", tmp_path / "downloads", busy_prefect)
     with serve(settings) as served:
         yield served
 
