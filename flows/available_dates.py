@@ -16,6 +16,7 @@ from flows.policy import task_options
 from flows.recording import artifact_key
 from flows.registry import step_task
 from steps.results import StepResult
+from store import dates as date_store
 
 FLOW_NAME = "available-dates"
 
@@ -30,7 +31,32 @@ def list_dates(
     result: StepResult = task(
         round=round, site=site, include_processed=include_processed, sort_order=sort_order
     )
-    return result
+    return with_failed_dates(result, round)
+
+
+def with_failed_dates(result: StepResult, round: str) -> StepResult:
+    """A date whose last run failed or was aborted is ``failed``, not processed.
+
+    The remote listing only knows that ``INJ/{date}`` exists (the legacy meaning of
+    processed); the store knows how the date's last run ended. A failed date goes back to
+    the unprocessed ones, so a backfill runs it again, and is listed in ``failed_dates``.
+    """
+    data = dict(result.data)
+    failed = sorted(
+        r.date
+        for r in date_store.date_records(round)
+        if r.status == "failed" and r.date in set(data.get("all_dates") or [])
+    )
+    data["failed_dates"] = failed
+    if "processed_dates" in data:
+        reverse = data.get("sort_order") == "desc"
+        data["processed_dates"] = [d for d in data["processed_dates"] if d not in failed]
+        data["unprocessed_dates"] = sorted(
+            set(data.get("unprocessed_dates") or []) | set(failed), reverse=reverse
+        )
+        data["processed_count"] = len(data["processed_dates"])
+        data["unprocessed_count"] = len(data["unprocessed_dates"])
+    return result.model_copy(update={"data": data})
 
 
 @flow(name=FLOW_NAME, persist_result=True)
@@ -56,13 +82,16 @@ def available_dates(
     data = result.data
     unprocessed = set(data.get("unprocessed_dates") or [])
     processed = set(data.get("processed_dates") or [])
+    failed = set(data.get("failed_dates") or [])
     create_table_artifact(
         table=[
             {
                 "date": d,
-                "status": "unprocessed"
-                if d in unprocessed
-                else ("processed" if d in processed else "?"),
+                "status": "failed"
+                if d in failed
+                else (
+                    "unprocessed" if d in unprocessed else ("processed" if d in processed else "?")
+                ),
             }
             for d in data.get("all_dates", [])
         ],

@@ -21,7 +21,9 @@ from flows.definitions import load
 from flows.hooks import cleanup_children
 from flows.logs import attach_topup_loggers
 from flows.recording import RunRecord
+from flows.submit_constants import submit_constants
 from flows.topup_standard import current_run_id, topup_standard
+from store import dates as date_store
 
 FLOW_NAME = "backfill"
 
@@ -54,7 +56,7 @@ def backfill(
     round: str = "round18",
     site: str = "default",
     workflow: str = "topup-standard",
-    workflow_version: str = "1.0.0",
+    workflow_version: str | None = None,
     dates: str | None = None,
     max_dates: int | None = None,
     max_wait_minutes: float | None = None,
@@ -62,9 +64,9 @@ def backfill(
     submit_job: bool = True,
     check_ist: bool = True,
     approve_reset: bool = False,
-    approve_db_submit: bool = False,
     approved_by: str | None = None,
     operator_timeout_hours: float = 24,
+    propose_submission: bool = True,
 ) -> dict[str, Any]:
     """Process every unprocessed date of ``round`` with ``workflow@workflow_version``."""
     attach_topup_loggers()
@@ -83,9 +85,9 @@ def backfill(
             "submit_job": submit_job,
             "check_ist": check_ist,
             "approve_reset": approve_reset,
-            "approve_db_submit": approve_db_submit,
             "approved_by": approved_by,
             "operator_timeout_hours": operator_timeout_hours,
+            "propose_submission": propose_submission,
         }
     )
     per_date = load(p["workflow"], p["workflow_version"])  # fails early on a bad version
@@ -111,7 +113,6 @@ def backfill(
             "submit_job",
             "check_ist",
             "approve_reset",
-            "approve_db_submit",
             "approved_by",
             "operator_timeout_hours",
         )
@@ -133,11 +134,48 @@ def backfill(
             message = f"date {date} ended {state.type.value}: {state.message}; not started: {rest}"
             recording.finish(rec, "failed", message)
             raise BackfillStopped(message)
-    recording.finish(rec, "completed")
+    proposal = propose(p, per_date.steps, p["propose_submission"] and bool(done))
+    recording.finish(rec, "completed", proposal["message"])
     return {
         "round": p["round"],
         "workflow": per_date.name,
         "workflow_version": per_date.version,
         "dates": [d["date"] for d in done],
         "runs": done,
+        "submission": proposal,
+    }
+
+
+def propose(p: dict[str, Any], per_date_steps: list[Any], wanted: bool) -> dict[str, Any]:
+    """One database submission for the whole round, once every date is verified.
+
+    Never pre-approved: the ``submit-constants`` run it starts waits for an operator's
+    approval of each part (they may skip). Not proposed while any date of the round is
+    failed, unverified or still running; the message names them.
+    """
+    log = get_run_logger()
+    if any(s.kind == "database" for s in per_date_steps):
+        return {"proposed": False, "message": "each date ran its own step 8 (old definition)"}
+    if not wanted:
+        return {"proposed": False, "message": "no submission proposed"}
+    blocking = [
+        f"{r.date} ({r.status})"
+        for r in date_store.date_records(p["round"])
+        if r.status in date_store.NOT_SUBMITTABLE
+    ]
+    if blocking:
+        message = f"no submission proposed: dates not verified: {', '.join(blocking)}"
+        log.warning(message)
+        return {"proposed": False, "message": message}
+    child = submit_constants.with_options(flow_run_name=f"{p['round']}-submit-constants")
+    state = child(
+        round=p["round"],
+        site=p["site"],
+        operator_timeout_hours=p["operator_timeout_hours"],
+        return_state=True,
+    )
+    return {
+        "proposed": True,
+        "state": state.type.value,
+        "message": f"submission proposed: {state.type.value}: {state.message or ''}".strip(),
     }

@@ -17,7 +17,8 @@ from prefect.logging.loggers import flow_run_logger
 from flows.logs import logs_of_run
 from steps.cleanup import cancel_run
 from steps.session import open_site
-from store import repository
+from store import dates as date_store
+from store import ledger, repository
 
 
 def _cleanup(flow_run: FlowRun, run_key: str, site: str, status: str) -> dict[str, Any] | None:
@@ -36,9 +37,31 @@ def _cleanup(flow_run: FlowRun, run_key: str, site: str, status: str) -> dict[st
     )
     try:
         repository.finish_workflow_run(run_key, status, f"{status}; remote cleanup: {done}")
+        settle_submissions(run_key, done.get("submissions") or [])
+        params = flow_run.parameters or {}
+        if params.get("date") and str(params.get("round") or ""):
+            date_store.mark_date(
+                str(params["round"]), str(params["date"]), "failed", message=f"run {status}"
+            )
     except Exception as exc:
         log.error("could not record the %s state: %s", status, exc)
     return done
+
+
+def settle_submissions(run_key: str, ended: list[dict[str, Any]]) -> None:
+    """Record in the ledger how the submissions the cleanup waited for ended.
+
+    One with no exit status (still running, or lost) stays ``unknown`` for a person.
+    """
+    by_key = {r.remote_key: r for r in ledger.submissions(flow_run_id=run_key)}
+    for end in ended:
+        row = by_key.get(str(end.get("key")))
+        if row is None or row.id is None or end.get("exit_code") is None or end.get("lost"):
+            continue
+        outcome = "submitted" if end["exit_code"] == 0 else "failed"
+        ledger.settle(
+            row.id, outcome, exit_status=end["exit_code"], output=str(end.get("output", ""))
+        )
 
 
 def cleanup_remote(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
@@ -46,6 +69,9 @@ def cleanup_remote(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
     site = str((flow_run.parameters or {}).get("site") or "default")
     status = "cancelled" if state.is_cancelling() or state.is_cancelled() else "crashed"
     _cleanup(flow_run, str(flow_run.id), site, status)
+
+
+__all__ = ["cleanup_children", "cleanup_remote", "settle_submissions"]
 
 
 def cleanup_children(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:

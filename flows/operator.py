@@ -55,6 +55,62 @@ class ReviewDecision(RunInput):
     note: str = Field("", max_length=2000, description="Remarks (recorded)")
 
 
+class GateDecision(RunInput):
+    """The date is not verified before an irreversible step: a person decides, knowingly."""
+
+    decision: Literal["accept", "recheck", "abort"] = Field(
+        description=(
+            "accept: go on although the listed items are missing (recorded with your name); "
+            "recheck: check again (after fixing the cause); abort: stop the run"
+        )
+    )
+    exclude_runs: str = Field(
+        "",
+        max_length=2000,
+        pattern=r"^[\d, ]*$",
+        description="Runs to exclude from the round's constants, comma-separated (recorded)",
+    )
+    name: str = Field(min_length=1, max_length=64, description="Who decides (recorded)")
+    note: str = Field("", max_length=2000, description="Why (recorded)")
+
+
+class IstDecision(RunInput):
+    """Step 1.3 found IST values other than 15000000: register or exclude, run by run."""
+
+    action: Literal["decide", "retry", "abort"] = Field(
+        description="decide: apply the two lists below; retry: read the values again; abort"
+    )
+    register_runs: str = Field(
+        "",
+        max_length=2000,
+        pattern=r"^[\d, ]*$",
+        description="Runs to register in interval.txt anyway (15000000), comma-separated",
+    )
+    exclude_runs: str = Field(
+        "",
+        max_length=2000,
+        pattern=r"^[\d, ]*$",
+        description="Runs to exclude from the round's constants, comma-separated",
+    )
+    name: str = Field(min_length=1, max_length=64, description="Who decides (recorded)")
+    note: str = Field("", max_length=2000, description="Why (recorded)")
+
+
+class OutageDecision(RunInput):
+    """The site could not be reached during a step an operator approved."""
+
+    action: Literal["retry", "abort"] = Field(
+        description="retry: try again (re-attaches to what already runs); abort: stop the run"
+    )
+    name: str = Field("", max_length=64, description="Who decides")
+    note: str = Field("", max_length=2000, description="Remarks (recorded)")
+
+
+def run_list(text: str) -> list[int]:
+    """``"85383, 85390"`` -> ``[85383, 85390]`` (the forms' run lists)."""
+    return sorted({int(x) for x in text.replace(",", " ").split() if x.isdigit()})
+
+
 class OperatorAbort(Exception):
     """The operator chose to stop the run; the message carries who and why."""
 

@@ -57,6 +57,11 @@ def retry_condition(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
     return is_retryable(failure_of(state))
 
 
+def never_retry(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of the irreversible tasks."""
+    return False
+
+
 def reaction(exc: BaseException) -> Reaction:
     """What the flow does once a step's task has failed for good."""
     if isinstance(exc, StepError):
@@ -90,8 +95,26 @@ def timeout_minutes(step: StepDefinition, max_wait_minutes: float | None) -> flo
     return max(base, max_wait_minutes + max(0.0, base - float(own_wait)))
 
 
-def task_options(step: StepDefinition, max_wait_minutes: float | None) -> dict[str, Any]:
-    """``Task.with_options`` arguments from the definition."""
+def irreversible(task_name: str) -> bool:
+    """A task whose remote action cannot be undone (a real database submission)."""
+    return task_name.startswith("step8_") and task_name.endswith("_submit")
+
+
+def task_options(
+    step: StepDefinition, max_wait_minutes: float | None, task_name: str | None = None
+) -> dict[str, Any]:
+    """``Task.with_options`` arguments from the definition.
+
+    An irreversible task is never retried by Prefect, whatever the definition says: what
+    happens after its failure is a person's decision.
+    """
+    if task_name is not None and irreversible(task_name):
+        return {
+            "retries": 0,
+            "retry_delay_seconds": 0,
+            "timeout_seconds": timeout_minutes(step, max_wait_minutes) * MIN,
+            "retry_condition_fn": never_retry,
+        }
     delays = step.retry_delays(delay_scale())
     return {
         "retries": step.retries,

@@ -21,20 +21,25 @@ from flows.definitions import DefinitionError, StepDefinition, WorkflowDefinitio
 from flows.operator import (
     Answer,
     ApprovalDecision,
+    GateDecision,
+    IstDecision,
     OperatorAbort,
     OperatorDecision,
+    OutageDecision,
     ReviewDecision,
     ask,
     pause_key,
+    run_list,
     who,
 )
 from flows.policy import Reaction, reaction, task_options
 from flows.recording import RunRecord
 from flows.registry import step_task
+from flows.verification import Verification, verify_date
 from steps.remote.errors import RemoteError
 from steps.results import StepError, StepResult
 
-DB_PARTS = ("1", "2", "3")
+IST_TASK, IST_ANOMALY_CODE = "step1_3", 1302
 
 
 class StepFailed(Exception):
@@ -64,6 +69,9 @@ class RunOptions:
     approve_db_submit: bool = False
     approved_by: str | None = None
     operator_timeout_hours: float = 24.0
+    # step 8 only: a part of interval.txt's range (default: the whole file)
+    run_from: int | None = None
+    run_to: int | None = None
 
 
 def _accepted(task_name: str) -> set[str]:
@@ -126,8 +134,12 @@ class Procedure:
             return self.database(step)
         by: str | None = None
         if step.approval is not None:
+            clean = self.gate(step) if step.approval == "reset" else True
             by = self.approval(
-                step, key=pause_key(step.id, "approve"), what=_APPROVAL_TEXT[step.approval]
+                step,
+                key=pause_key(step.id, "approve"),
+                what=_APPROVAL_TEXT[step.approval],
+                pre_ok=clean,
             )
             if by is None:
                 recording.record_skipped(self.rec, step, "skipped by the operator")
@@ -165,7 +177,7 @@ class Procedure:
             attempt += 1
             kw = self.kwargs(step, task_name, {**extra, **overrides})
             task = step_task(task_name).with_options(
-                **task_options(step, kw.get("max_wait_minutes"))
+                **task_options(step, kw.get("max_wait_minutes"), task_name)
             )
             try:
                 result: StepResult = task(**kw)
@@ -179,6 +191,12 @@ class Procedure:
                     return Outcome.EXITED, None
                 if react == Reaction.FAIL:
                     raise StepFailed(f"step {step.label} ({task_name}) failed: {exc}") from exc
+                info = exc.result.error
+                if task_name == IST_TASK and info is not None and info.code == IST_ANOMALY_CODE:
+                    choice = self.ist_decision(step, exc, attempt)
+                    if choice is not None:
+                        overrides = choice
+                    continue
                 answer = self.manual(step, task_name, exc, attempt)
                 if answer == "retry":
                     continue
@@ -189,6 +207,10 @@ class Procedure:
                 return Outcome.WARNED, None
             except (RemoteError, TimeoutError) as exc:
                 # retries exhausted (remote layer), or the definition's hard time limit
+                if step.approval is not None:
+                    # a step a person approved: the outage is theirs to judge, not a failure
+                    self.outage(step, task_name, exc, attempt)
+                    continue
                 raise StepFailed(
                     f"step {step.label} ({task_name}) failed: {type(exc).__name__}: {exc}"
                 ) from exc
@@ -217,7 +239,7 @@ class Procedure:
             + "\n\n- **continue**: accept and go on"
             + (f" (the step runs again with {step.continue_with})" if step.continue_with else "")
             + "\n- **retry**: run the step again (after fixing the cause)"
-            + "\n- **abort**: stop this run (it ends Failed)\n"
+            + "\n- **abort**: stop this run (it ends Cancelled)\n"
         )
         answer = self._ask(
             OperatorDecision, key=pause_key(task_name, "manual", attempt), description=description
@@ -249,11 +271,17 @@ class Procedure:
         )
 
     def approval(
-        self, step: StepDefinition, *, key: str, what: str, details: str = ""
+        self, step: StepDefinition, *, key: str, what: str, details: str = "", pre_ok: bool = True
     ) -> str | None:
-        """Who approved ``step`` (pre-approval parameter or operator); None when skipped."""
+        """Who approved ``step`` (pre-approval parameter or operator); None when skipped.
+
+        A pre-approval covers only the normal case (``pre_ok``): after a gate that needed a
+        person, or anything unusual the caller found, the operator is asked all the same.
+        """
         pre = self.o.approve_reset if step.approval == "reset" else self.o.approve_db_submit
-        if pre:
+        if pre and not pre_ok:
+            self.log.warning("step %s: the pre-approval does not cover this case", step.label)
+        if pre and pre_ok:
             by = who(self.o.approved_by)
             recording.record_decision(
                 self.rec,
@@ -284,6 +312,234 @@ class Procedure:
                 + (f": {answer.note}" if answer.note else "")
             )
         return by if answer.decision == "approve" else None
+
+    def gate(self, step: StepDefinition) -> bool:
+        """Before the reset: the date must be verified, or a person decides knowingly.
+
+        Returns True when nothing was missing (a pre-approval then applies), False when a
+        person accepted missing items (the reset is then asked for explicitly).
+        """
+        from store import dates as date_store
+
+        assert self.o.date is not None
+        attempt = 0
+        while True:
+            v = verify_date(
+                self.definition, round=self.o.round, date=self.o.date, flow_run_id=self.o.run_key
+            )
+            self.record_verification(v, "running")
+            if v.ok:
+                self.log.info("date %s verified before step %s", self.o.date, step.label)
+                return attempt == 0
+            attempt += 1
+            self.log.warning(
+                "date %s is not verified before step %s: %s",
+                self.o.date,
+                step.label,
+                "; ".join(v.missing),
+            )
+            answer = self._ask(
+                GateDecision,
+                key=pause_key(step.id, "verify", attempt),
+                description=(
+                    f"## Step {step.label} waits: date {self.o.date} is not verified\n\n"
+                    "Nothing irreversible runs until every item below is fixed, or you accept "
+                    f"it by name:\n\n{v.as_markdown()}\n\n"
+                    f"Runs of the date: {v.runs}; excluded: {v.excluded_runs}\n\n"
+                    "- **accept**: go on without the missing items (recorded with your name; "
+                    "the reset is then asked for explicitly)\n"
+                    "- **recheck**: check again after fixing the cause\n"
+                    "- **abort**: stop this run (it ends Cancelled)\n\n"
+                    "Runs listed under *exclude_runs* are taken out of the round's constants."
+                )
+                + self._pdf_list(),
+            )
+            by = who(answer.name)
+            excluded = run_list(answer.exclude_runs)
+            unknown = sorted(set(excluded) - set(v.runs))
+            recording.record_decision(
+                self.rec,
+                step,
+                kind="gate",
+                decision=answer.decision,
+                decided_by=by,
+                note=(
+                    f"missing: {'; '.join(v.missing)}"
+                    + (f" | excluded runs: {excluded}" if excluded else "")
+                    + (f" | {answer.note}" if answer.note else "")
+                ),
+            )
+            if unknown:
+                self.log.warning("runs %s are not runs of %s: not excluded", unknown, self.o.date)
+                excluded = [r for r in excluded if r not in unknown]
+            if excluded:
+                date_store.exclude_runs(
+                    self.o.round,
+                    excluded,
+                    date=self.o.date,
+                    reason="gate",
+                    decided_by=by,
+                    note=answer.note,
+                    flow_run_id=self.o.run_key,
+                )
+            if answer.decision == "abort":
+                raise OperatorAbort(
+                    f"aborted by {by} at the verification before step {step.label}"
+                    + (f": {answer.note}" if answer.note else "")
+                )
+            if answer.decision == "accept":
+                v = verify_date(
+                    self.definition,
+                    round=self.o.round,
+                    date=self.o.date,
+                    flow_run_id=self.o.run_key,
+                )
+                self.record_verification(v, "running", accepted_by=by)
+                self.log.warning("%s accepted the missing items of %s", by, self.o.date)
+                return False
+
+    def record_verification(
+        self, v: Verification, status: str, accepted_by: str | None = None
+    ) -> None:
+        """Write what the check found into the date's record."""
+        from store import dates as date_store
+
+        date_store.mark_date(
+            self.o.round,
+            v.date,
+            status,
+            flow_run_id=self.o.run_key,
+            workflow=f"{self.definition.name}@{self.definition.version}",
+            runs=v.runs,
+            registered_runs=v.registered_runs,
+            missing=v.missing,
+            accepted=v.missing if accepted_by else None,
+            accepted_by=accepted_by,
+        )
+
+    def ist_decision(
+        self, step: StepDefinition, exc: StepError, attempt: int
+    ) -> dict[str, Any] | None:
+        """Step 1.3's IST anomaly: a person registers or excludes each run; None = retry."""
+        from store import dates as date_store
+
+        data = exc.result.data
+        invalid = sorted(int(r) for r in data.get("invalid_runs") or [])
+        values = data.get("ist") or {}
+        rows = "\n".join(
+            f"| {r} | {values.get(str(r), {}).get('interval_From_DB')} | "
+            f"{values.get(str(r), {}).get('interval_before_sorting')} | "
+            f"{values.get(str(r), {}).get('interval_after_sorting')} |"
+            for r in invalid
+        )
+        problem = ""
+        n = attempt
+        while True:
+            answer = self._ask(
+                IstDecision,
+                key=pause_key(IST_TASK, "ist", n),
+                description=(
+                    f"## Step {step.label}: IST values other than 15000000\n\n{problem}"
+                    "| run | From_DB | before sorting | after sorting |\n|---|---|---|---|\n"
+                    f"{rows}\n\nPut every run above in exactly one list: **register_runs** "
+                    "(written to interval.txt as 15000000) or **exclude_runs** (left out of "
+                    "interval.txt and of the round's constants). Or **retry** / **abort**."
+                ),
+            )
+            by = who(answer.name)
+            if answer.action == "abort":
+                recording.record_decision(
+                    self.rec, step, kind="ist", decision="abort", decided_by=by, note=answer.note
+                )
+                raise OperatorAbort(
+                    f"aborted by {by} at step {step.label} (IST values)"
+                    + (f": {answer.note}" if answer.note else "")
+                )
+            if answer.action == "retry":
+                recording.record_decision(
+                    self.rec, step, kind="ist", decision="retry", decided_by=by, note=answer.note
+                )
+                return None
+            register, exclude = run_list(answer.register_runs), run_list(answer.exclude_runs)
+            both = sorted(set(register) & set(exclude))
+            left = sorted(set(invalid) - set(register) - set(exclude))
+            extra = sorted((set(register) | set(exclude)) - set(invalid))
+            if both or left or extra:
+                problem = (
+                    "**Your last answer was not applied:** "
+                    + "; ".join(
+                        t
+                        for t in (
+                            f"in both lists: {both}" if both else "",
+                            f"in neither list: {left}" if left else "",
+                            f"not runs with an anomaly: {extra}" if extra else "",
+                        )
+                        if t
+                    )
+                    + "\n\n"
+                )
+                n += 100  # a new pause key: the earlier answer stays recorded as given
+                continue
+            for decision, runs in (("register", register), ("exclude", exclude)):
+                if runs:
+                    recording.record_decision(
+                        self.rec,
+                        step,
+                        kind="ist",
+                        decision=decision,
+                        decided_by=by,
+                        note=",".join(str(r) for r in runs)
+                        + (f": {answer.note}" if answer.note else ""),
+                        task_name=IST_TASK,
+                        error_code=IST_ANOMALY_CODE,
+                    )
+            if exclude:
+                date_store.exclude_runs(
+                    self.o.round,
+                    exclude,
+                    date=self.o.date,
+                    reason="ist",
+                    decided_by=by,
+                    note=answer.note,
+                    flow_run_id=self.o.run_key,
+                )
+            self.log.info("%s registers %s and excludes %s at step 1.3", by, register, exclude)
+            return {"check_ist": False, "exclude_runs": exclude}
+
+    def outage(
+        self, step: StepDefinition, task_name: str, exc: BaseException, attempt: int
+    ) -> None:
+        """An approved step lost the site: ask whether to try again (it re-attaches)."""
+        self.log.warning(
+            "step %s lost the site after its retries: %s: %s", step.label, type(exc).__name__, exc
+        )
+        answer = self._ask(
+            OutageDecision,
+            key=pause_key(task_name, "outage", attempt),
+            description=(
+                f"## Step {step.label} ({task_name}) could not reach the site\n\n"
+                f"`{type(exc).__name__}: {str(exc)[:500]}`\n\n"
+                "What was started on the site keeps running; **retry** re-attaches to it and "
+                "never starts a finished or failed irreversible action again. Check that the "
+                "login node answers first.\n\n- **retry**\n- **abort**: stop the run"
+            ),
+        )
+        by = who(answer.name)
+        recording.record_decision(
+            self.rec,
+            step,
+            kind="outage",
+            decision=answer.action,
+            decided_by=by,
+            note=f"{type(exc).__name__}: {str(exc)[:300]}"
+            + (f" | {answer.note}" if answer.note else ""),
+            task_name=task_name,
+        )
+        if answer.action == "abort":
+            raise OperatorAbort(
+                f"aborted by {by} at step {step.label} after losing the site"
+                + (f": {answer.note}" if answer.note else "")
+            )
 
     def review(self, step: StepDefinition) -> None:
         answer = self._ask(
@@ -317,42 +573,10 @@ class Procedure:
 
     # ----------------------------------------------------------------- step 8
     def database(self, step: StepDefinition) -> Outcome:
-        """Run range, then per part: dry run, approval, real submission (each once)."""
-        outcome, rng = self.call(step, "step8_range", {})
-        if rng is None:
-            return outcome
-        bounds = {"run_from": rng.data["run_from"], "run_to": rng.data["run_to"]}
-        worst = Outcome.DONE
-        for part in DB_PARTS:
-            outcome, prepared = self.call(step, f"step8_{part}_prepare", bounds)
-            if prepared is None:
-                return outcome
-            dry = str(prepared.data.get("dry_run_output", "")).strip()
-            recording.record_dry_run(self.rec, part, bounds, dry)
-            by = self.approval(
-                step,
-                key=pause_key(step.id, "approve", part),
-                what=(
-                    f"database submission 8.{part} of runs {bounds['run_from']}–"
-                    f"{bounds['run_to']} (irreversible)"
-                ),
-                details=f"Dry run (`-sub_switch 0`) output:\n\n```\n{dry[-3000:]}\n```\n",
-            )
-            if by is None:
-                self.log.warning("8.%s and the following parts skipped by the operator", part)
-                for later in DB_PARTS[DB_PARTS.index(part) :]:
-                    recording.record_skipped(
-                        self.rec,
-                        step.model_copy(update={"tasks": [f"step8_{later}_submit"]}),
-                        "skipped by the operator",
-                    )
-                return Outcome.SKIPPED
-            outcome, _ = self.call(step, f"step8_{part}_submit", {**bounds, "approved_by": by})
-            if outcome != Outcome.DONE:
-                worst = outcome
-                if outcome == Outcome.EXITED:
-                    return outcome
-        return worst
+        """Step 8 (``flows.submission``): range, then per part dry run, approval, submission."""
+        from flows.submission import Submitter
+
+        return Submitter(self, step).run()
 
 
 _APPROVAL_TEXT = {

@@ -265,6 +265,29 @@ def record_dry_run(rec: RunRecord, part: str, bounds: dict[str, int], output: st
     )
 
 
+def record_range_check(
+    rec: RunRecord, by_date: dict[str, list[int]], problems: dict[int, str]
+) -> None:
+    """Show which dates the submission's runs come from, and which need a decision."""
+    rows = "\n".join(f"| {d} | {len(r)} | {min(r)}–{max(r)} |" for d, r in sorted(by_date.items()))
+    bad = "\n".join(f"| {run} | {why} |" for run, why in sorted(problems.items()))
+    rec.sender.create(
+        MarkdownArtifact(
+            markdown=(
+                "## Step 8: the dates of the run range\n\n| date | runs | range |\n|---|---|---|\n"
+                f"{rows}\n\n"
+                + (
+                    f"### Runs that need a decision\n\n| run | why |\n|---|---|\n{bad}\n"
+                    if bad
+                    else "Every run is from a verified date or was submitted before.\n"
+                )
+            ),
+            key=rec.key("step8", "range"),
+            description="step 8: dates of the run range",
+        )
+    )
+
+
 def record_skipped(rec: RunRecord, step: StepDefinition, reason: str) -> None:
     for task_name in step.tasks:
         repository.record_step(

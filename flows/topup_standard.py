@@ -13,11 +13,13 @@ Deployment entrypoint: ``flows/topup_standard.py:topup_standard``.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow
 from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
+from prefect.states import Cancelled, Completed, Failed
 
 from flows import recording
 from flows.definitions import WorkflowDefinition, load
@@ -27,6 +29,11 @@ from flows.operator import OperatorAbort
 from flows.procedure import Procedure, RunOptions, check_tasks
 from flows.recording import RunRecord
 from flows.round_slot import round_slot
+from flows.verification import verify_date
+from steps.cleanup import cancel_run
+from steps.session import open_site
+from store import dates as date_store
+from store import repository
 
 FLOW_NAME = "topup-standard"
 
@@ -72,7 +79,7 @@ def topup_standard(
     date: str,
     round: str = "round18",
     site: str = "default",
-    workflow_version: str = "1.0.0",
+    workflow_version: str | None = None,
     max_wait_minutes: float | None = None,
     poll_seconds: float | None = None,
     submit_job: bool = True,
@@ -126,21 +133,105 @@ def topup_standard(
         operator_timeout_hours=p.get("operator_timeout_hours", 24),
     )
     log.info("running %s for %s of %s (run_key %s)", definition.tag, date, round, run_key)
-    try:
-        with round_slot(options.round, run_key):
-            summary = Procedure(definition, options, rec).run(p.get("start_at_step"))
-    except OperatorAbort as exc:
-        recording.finish(rec, "aborted", str(exc))
-        raise
-    except Exception as exc:
-        recording.finish(rec, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    recording.finish(rec, summary["status"])
-    return {
+    ident = {
         "workflow": definition.name,
         "workflow_version": definition.version,
         "date": options.date,
         "round": options.round,
         "flow_run_id": run_key,
-        **summary,
     }
+    date_store.mark_date(
+        options.round, p["date"], "running", flow_run_id=run_key, workflow=definition.tag[9:]
+    )
+    try:
+        with round_slot(options.round, run_key):
+            summary = Procedure(definition, options, rec).run(p.get("start_at_step"))
+    except OperatorAbort as exc:
+        # a person stopped the run: Cancelled with who and why, not a failure of the software
+        message = str(exc)
+        date_store.mark_date(options.round, p["date"], "failed", message=message)
+        recording.finish(rec, "aborted", message)
+        stop_remote_work(options.site, run_key)
+        return Cancelled(message=message, data={**ident, "status": "aborted", "reason": message})
+    except BaseException as exc:
+        date_store.mark_date(
+            options.round, p["date"], "failed", message=f"{type(exc).__name__}: {exc}"
+        )
+        recording.finish(rec, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    result = {**ident, **summary}
+    end = end_state(definition, options, summary)
+    recording.finish(rec, end.status, end.message)
+    if end.status == "unverified":
+        log.warning("run ends Unverified: %s", end.message)
+        return Failed(name="Unverified", message=end.message, data=result)
+    return Completed(message=end.message, data=result)
+
+
+@dataclass(frozen=True)
+class EndState:
+    status: str  # completed / exited / unverified
+    message: str
+
+
+def end_state(definition: WorkflowDefinition, o: RunOptions, summary: dict[str, Any]) -> EndState:
+    """How the run really ended: every required output verified, or what is missing.
+
+    The run is checked against its own definition (a subset workflow against its steps);
+    the date's record is checked against the full standard procedure, so only a date whose
+    every step verified (or whose gaps a person accepted) counts as verified for step 0 and
+    for the submission.
+    """
+    assert o.date is not None
+    own = verify_date(definition, round=o.round, date=o.date, flow_run_id=o.run_key)
+    accepted_by = [
+        d.decided_by
+        for d in repository.decisions(o.run_key)
+        if d.kind == "gate" and d.decision == "accept"
+    ]
+    full = definition if any(s.approval == "reset" for s in definition.steps) else load(FLOW_NAME)
+    date_check = (
+        own
+        if full is definition
+        else verify_date(full, round=o.round, date=o.date, flow_run_id=o.run_key)
+    )
+    reset_done = summary["steps"].get("step7") == "success"
+    if date_check.ok or accepted_by:
+        date_store.mark_date(
+            o.round,
+            o.date,
+            "verified",
+            runs=date_check.runs,
+            registered_runs=date_check.registered_runs,
+            missing=date_check.missing,
+            reset_done=reset_done or None,
+            message=(f"accepted by {accepted_by[-1]}" if date_check.missing else "verified"),
+        )
+    else:
+        date_store.mark_date(
+            o.round,
+            o.date,
+            "unverified",
+            runs=date_check.runs,
+            registered_runs=date_check.registered_runs,
+            missing=date_check.missing,
+            message="; ".join(date_check.missing)[:4000],
+        )
+    if summary["status"] == "exited":
+        return EndState("exited", "ended early (exit code); the date is not verified")
+    if own.missing and not accepted_by:
+        return EndState("unverified", "missing: " + "; ".join(own.missing))
+    if own.missing:
+        return EndState(
+            "completed",
+            f"completed; missing items accepted by {accepted_by[-1]}: " + "; ".join(own.missing),
+        )
+    return EndState("completed", "completed; every required output verified")
+
+
+def stop_remote_work(site: str, run_key: str) -> None:
+    """After an abort: remove the run's batch jobs and detached commands (never a submission)."""
+    try:
+        cancel_run(open_site(site), run_key)
+    except Exception as exc:  # the abort stands; the leftovers are logged for a person
+        get_run_logger().error("remote cleanup after the abort failed: %s", exc)

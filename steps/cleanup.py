@@ -18,6 +18,7 @@ from steps.common import step_logger
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
+from steps.step8_database import is_submission_key
 
 
 def _remove_jobs_script(site: RemoteSite, run_key: str) -> str:
@@ -37,19 +38,46 @@ def _remove_jobs_script(site: RemoteSite, run_key: str) -> str:
     )
 
 
-def cancel_run(site: RemoteSite, run_key: str) -> dict[str, Any]:
+def cancel_run(
+    site: RemoteSite, run_key: str, submission_wait_seconds: float = 3600
+) -> dict[str, Any]:
     """Kill the run's running detached commands, then ``hep_rm`` its batch jobs.
+
+    A real database submission (``-sub_switch 1``) is never killed: half a submission is
+    worse than a whole one. It is waited for (up to ``submission_wait_seconds``) and its end
+    reported in ``submissions`` (key, exit status, output tail), so the caller can settle the
+    ledger; one still running after the wait is reported with ``exit_code`` None.
 
     Remote commands: one listing, one kill per still-running detached command (usually none
     or one), one ``hep_rm``. Returns what was done: ``detached_killed``, ``job_ids``,
-    ``hep_rm_output``.
+    ``hep_rm_output``, ``submissions``.
     """
     validate.job_key(run_key)
     log = step_logger()
     prefix = f"{run_key}."
     killed: list[str] = []
+    submissions: list[dict[str, Any]] = []
     for d in site.list_detached(prefix):
-        if d.state == "running" and site.kill_detached(d.key):
+        if d.state != "running":
+            continue
+        if is_submission_key(d.key):
+            log.warning("cancel %s: waiting for the database submission %s", run_key, d.key)
+            try:
+                end = site.wait_detached(d.key, timeout=submission_wait_seconds, poll=2.0)
+            except Exception as exc:  # still running, or the connection failed
+                log.error("cancel %s: submission %s not finished: %s", run_key, d.key, exc)
+                submissions.append({"key": d.key, "exit_code": None, "lost": False})
+                continue
+            submissions.append(
+                {
+                    "key": d.key,
+                    "exit_code": end.exit_code,
+                    "lost": end.lost,
+                    "output": ((end.stdout or "") + (end.stderr or ""))[-4000:],
+                }
+            )
+            continue
+        if site.kill_detached(d.key):
             killed.append(d.key)
     # Generators first (above), so nothing submits new jobs after the removal below.
     res = site.run(_remove_jobs_script(site, run_key))
@@ -71,4 +99,5 @@ def cancel_run(site: RemoteSite, run_key: str) -> dict[str, Any]:
         "job_ids": ids,
         "hep_rm_exit": rc,
         "hep_rm_output": "\n".join(output)[-2000:],
+        "submissions": submissions,
     }

@@ -574,6 +574,22 @@ _TABLE: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
         "error",
         "InjSigInterval DB submission failed",
     ),
+    (
+        8101,
+        "8",
+        "STEP8_SUBMISSION_FAILED_NEEDS_DECISION",
+        "manual",
+        "error",
+        "a real submission (-sub_switch 1) failed; it is never started again without a person",
+    ),
+    (
+        8102,
+        "8",
+        "STEP8_RANGE_NOT_VERIFIED",
+        "manual",
+        "error",
+        "the run range holds runs of failed, unverified or unknown dates",
+    ),
 )
 
 

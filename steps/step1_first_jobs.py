@@ -12,6 +12,7 @@ polls all runs in one command and also catches failed or empty jobs and the anom
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import task
@@ -336,21 +337,33 @@ def _parse_ist(stdout: str) -> tuple[dict[int, dict[str, int | None]], list[int]
 
 
 def ist_check(
-    site: RemoteSite, *, date: str, round: str, run_key: str, check_ist: bool = True
+    site: RemoteSite,
+    *,
+    date: str,
+    round: str,
+    run_key: str,
+    check_ist: bool = True,
+    exclude_runs: Sequence[int] = (),
 ) -> StepResult:
     """Step 1.3: read the three interval values per run; register the runs in interval.txt.
 
     With ``check_ist`` every value must be 15000000, else 1302 (manual) and nothing is
     appended. ``{run} 15000000`` lines are appended only when missing, in run order.
+    ``exclude_runs`` (a person's per-run decision after 1302) are not registered.
     """
     step = "1.3"
-    runs = check_inputs(step, site, round, date, run_key)
+    all_runs = check_inputs(step, site, round, date, run_key)
+    excluded = sorted({int(r) for r in exclude_runs} & set(all_runs))
+    unknown = sorted({int(r) for r in exclude_runs} - set(all_runs))
+    if unknown:
+        fail(step, 20, f"exclude_runs {unknown} are not runs of {date}", date=date, round=round)
+    runs = [r for r in all_runs if r not in excluded]
     paths = site.paths(round)
     date_dir = f"{paths.inj}/{date}"
     interval = f"{paths.inj}/interval.txt"
     base: dict[str, Any] = {"date": date, "round": round}
     pattern = q("interval_(From_DB|before_sorting|after_sorting)")
-    files = " ".join(q(f"Interval_run{r}.txt") for r in runs)
+    files = " ".join(q(f"Interval_run{r}.txt") for r in all_runs)
     cmd = (
         f"cd {qpath(date_dir)} || exit 3; for f in {files}; do "
         'r=${f#Interval_run}; echo "::file:: ${r%.txt}"; '
@@ -378,7 +391,8 @@ def ist_check(
     invalid = [r for r, v in table.items() if any(v[f] != IST_VALUE for f in IST_FIELDS)]
     data["invalid_runs"] = invalid
     data["check_ist"] = check_ist
-    if check_ist and invalid:
+    data["excluded_runs"] = excluded
+    if check_ist and [r for r in invalid if r not in excluded]:
         fail(
             step,
             1302,
@@ -510,9 +524,21 @@ def step1_2(date: str, round: str, run_key: str, site: str = "default") -> StepR
 
 @task(name="step1_3", persist_result=True)
 def step1_3(
-    date: str, round: str, run_key: str, site: str = "default", check_ist: bool = True
+    date: str,
+    round: str,
+    run_key: str,
+    site: str = "default",
+    check_ist: bool = True,
+    exclude_runs: list[int] | None = None,
 ) -> StepResult:
-    return ist_check(open_site(site), date=date, round=round, run_key=run_key, check_ist=check_ist)
+    return ist_check(
+        open_site(site),
+        date=date,
+        round=round,
+        run_key=run_key,
+        check_ist=check_ist,
+        exclude_runs=exclude_runs or (),
+    )
 
 
 @task(name="step1_4", persist_result=True)

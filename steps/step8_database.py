@@ -37,7 +37,8 @@ MIN = 60.0
 RUN_TOKEN_RE = re.compile(r"^\d{5,}$")
 CCOMPARE_ERROR_RE = re.compile(r"error:\s+(repeat|order|miss)", re.IGNORECASE)
 
-SUBSTEP_CODE = 8100  # STEP8_DB_SUBMISSION_FAILED (retry): any failed sub-step
+SUBSTEP_CODE = 8100  # STEP8_DB_SUBMISSION_FAILED (retry): a failed preparing sub-step
+SUBMISSION_CODE = 8101  # (manual): a failed -sub_switch 1; never started again by itself
 APPROVAL_CODE = 20  # INVALID_PARAMETER (manual): no approver / bad range parameter
 INVALID_RANGE_CODE = 70  # DATA_VALIDATION_FAILED (manual): interval.txt gives no valid range
 NO_DRY_RUN_CODE = 70  # submit without a successful dry run of this range
@@ -54,12 +55,19 @@ def _range_fail(message: str, code: int, round: str, **data: Any) -> NoReturn:
     fail("8", code, message, round=round, data=data)
 
 
-def run_range(site: RemoteSite, round: str) -> tuple[int, int]:
+def run_range(
+    site: RemoteSite, round: str, runs_in_file: list[int] | None = None
+) -> tuple[int, int]:
     """``(run_from, run_to)``: first token of the first and of the last line of interval.txt.
+
+    ``runs_in_file``, when given, is filled with the run of every line (file order), so the
+    caller can tell which dates the range carries.
 
     Missing file → 10, unreadable → 11 (retry); empty, malformed or reversed → 70 (manual).
     """
     validate.round_(round)
+    if runs_in_file is None:
+        runs_in_file = []
     path = f"{site.paths(round).inj}/interval.txt"
     res = site.run(f"test -f {qpath(path)} || exit 3; cat -- {qpath(path)}")
     if res.exit_code == 3:
@@ -85,6 +93,7 @@ def run_range(site: RemoteSite, round: str) -> tuple[int, int]:
             last_line=lines[-1],
         )
     run_from, run_to = int(first), int(last)
+    runs_in_file[:] = [int(t) for t in (ln.split()[0] for ln in lines) if RUN_TOKEN_RE.match(t)]
     if run_from > run_to:
         _range_fail(
             f"{path}: first run {run_from} is after last run {run_to}",
@@ -100,12 +109,13 @@ def run_range(site: RemoteSite, round: str) -> tuple[int, int]:
 def database_range(site: RemoteSite, *, round: str, run_key: str) -> StepResult:
     """The ``step8_range`` result: the range every part submits, for the operator to see."""
     validate.job_key(run_key)
-    run_from, run_to = run_range(site, round)
+    runs: list[int] = []
+    run_from, run_to = run_range(site, round, runs)
     return StepResult(
         step="8",
         message=f"runs {run_from}–{run_to} (first and last line of interval.txt)",
         round=round,
-        data={"run_from": run_from, "run_to": run_to},
+        data={"run_from": run_from, "run_to": run_to, "runs": runs},
     )
 
 
@@ -276,6 +286,20 @@ PARTS: dict[str, tuple[str, tuple[SubStep, ...], tuple[SubStep, ...]]] = {
 }
 
 
+def submission_key(run_key: str, part: str, run_from: int, run_to: int, attempt: int = 1) -> str:
+    """The remote key of attempt ``attempt`` of ``part``'s real submission (for the ledger)."""
+    purpose = next(s for s in PARTS[part][2] if s.submission).purpose
+    base = f"{detached_key(run_key, part.replace('.', '_'), f'r{run_from}-{run_to}')}.{purpose}"
+    return validate.job_key(base if attempt == 1 else f"{base}-{attempt}")
+
+
+def is_submission_key(key: str) -> bool:
+    """A detached command that is a real submission: never killed, never restarted."""
+    purposes = {s.purpose for _, _, subs in PARTS.values() for s in subs if s.submission}
+    last = key.rsplit(".", 1)[-1]
+    return last.split("-", 1)[0] in purposes
+
+
 def _range_args(part: str, round: str, run_from: Any, run_to: Any) -> tuple[int, int]:
     """Validate the range parameters (``^\\d{5,}$``, from ≤ to) before anything remote."""
     try:
@@ -336,8 +360,13 @@ def _run_substeps(
     timeout: float,
     poll: float,
     fields: dict[str, Any],
+    resubmit_after: str | None = None,
 ) -> list[_Done]:
-    """Run ``subs`` in order; a finished-and-good sub-step is never started again."""
+    """Run ``subs`` in order; a finished-and-good sub-step is never started again.
+
+    A submission sub-step whose latest attempt failed or was lost is started again only when
+    ``resubmit_after`` names that attempt (a person's decision, recorded by the caller).
+    """
     log = step_logger()
     paths = site.paths(fields["round"])
     prefix = detached_key(run_key, part.replace(".", "_"), f"r{run_from}-{run_to}")
@@ -369,6 +398,22 @@ def _run_substeps(
                 done.append(_Done(sub, latest.key, status, True, previous[:-1]))
                 continue
             why = "lost" if status.lost else _failure(sub, status)
+            if sub.submission and resubmit_after != latest.key:
+                fail(
+                    part,
+                    SUBMISSION_CODE,
+                    f"{sub.id} {sub.what}: attempt {latest.key} failed ({why}); a real "
+                    "submission is never started again without a person's decision that "
+                    "names that attempt",
+                    data={
+                        "substep": sub.id,
+                        "key": latest.key,
+                        "exit_code": status.exit_code,
+                        "output": (status.stdout or "")[-4000:],
+                        "stderr": (status.stderr or "")[-4000:],
+                    },
+                    **fields,
+                )
             key = validate.job_key(f"{base}-{n + 1}")
             log.warning(
                 "%s %s: attempt %d failed (%s); starting attempt %d",
@@ -390,9 +435,10 @@ def _run_substeps(
         why = _failure(sub, status)
         if why is not None:
             lost = status.lost and sub.submission  # died without an exit status: DB unknown
+            code = SUBMISSION_CODE if sub.submission else SUBSTEP_CODE
             fail(
                 part,
-                LOST_CODE if lost else SUBSTEP_CODE,
+                LOST_CODE if lost else code,
                 f"{sub.id} {sub.what} failed: {why}",
                 data={
                     "substep": sub.id,
@@ -476,6 +522,7 @@ def submit_part(
     approved_by: str,
     max_wait_minutes: float = 30,
     poll_seconds: float = 5,
+    resubmit_after: str | None = None,
 ) -> StepResult:
     """The real submission (``-sub_switch 1``, for 8.3 then ``reset_root.sh``), once.
 
@@ -519,6 +566,7 @@ def submit_part(
         timeout=max_wait_minutes * MIN,
         poll=max(0.05, min(poll_seconds, 5.0)),
         fields=fields,
+        resubmit_after=resubmit_after,
     )
     sub = next(d for d in done if d.sub.submission)
     return StepResult(
@@ -608,6 +656,7 @@ def step8_1_submit(
     approved_by: str = "",
     max_wait_minutes: float = 30,
     poll_seconds: float = 5,
+    resubmit_after: str | None = None,
 ) -> StepResult:
     return _submit(
         "8.1",
@@ -620,6 +669,7 @@ def step8_1_submit(
         approved_by=approved_by,
         max_wait_minutes=max_wait_minutes,
         poll_seconds=poll_seconds,
+        resubmit_after=resubmit_after,
     )
 
 
@@ -658,6 +708,7 @@ def step8_2_submit(
     approved_by: str = "",
     max_wait_minutes: float = 30,
     poll_seconds: float = 5,
+    resubmit_after: str | None = None,
 ) -> StepResult:
     return _submit(
         "8.2",
@@ -670,6 +721,7 @@ def step8_2_submit(
         approved_by=approved_by,
         max_wait_minutes=max_wait_minutes,
         poll_seconds=poll_seconds,
+        resubmit_after=resubmit_after,
     )
 
 
@@ -708,6 +760,7 @@ def step8_3_submit(
     approved_by: str = "",
     max_wait_minutes: float = 30,
     poll_seconds: float = 5,
+    resubmit_after: str | None = None,
 ) -> StepResult:
     return _submit(
         "8.3",
@@ -720,4 +773,5 @@ def step8_3_submit(
         approved_by=approved_by,
         max_wait_minutes=max_wait_minutes,
         poll_seconds=poll_seconds,
+        resubmit_after=resubmit_after,
     )

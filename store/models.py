@@ -4,6 +4,10 @@
 - ``step_runs``: the latest outcome of each task of a flow run (error code, runs, facts).
 - ``step_outputs``: every file a step produced, verified or downloaded, with size and sha256.
 - ``operator_decisions``: approvals and manual decisions, with who made them and why.
+- ``date_records``: where each date of a round stands (running, failed, verified ...), which
+  runs it put into the round's cumulative files, and what was missing when it was checked.
+- ``run_exclusions``: runs a person excluded from the round's constants, and what was done.
+- ``submissions``: the ledger of real database submissions, one row per part attempt.
 """
 
 from __future__ import annotations
@@ -96,9 +100,88 @@ class OperatorDecisionRow(SQLModel, table=True):
     decided_at: datetime = Field(default_factory=utcnow)
 
 
+class DateRecord(SQLModel, table=True):
+    """Where one date of a round stands; step 0, the gates and the submission read it.
+
+    ``status``: running, failed (the run failed or was aborted: the round's cumulative files
+    may hold its lines), unverified (ended with missing items nobody decided on), verified
+    (every required output present and checked, or a person accepted what was missing).
+    """
+
+    __tablename__ = "date_records"
+
+    round: str = Field(primary_key=True, max_length=16)
+    date: str = Field(primary_key=True, max_length=6)
+    status: str = Field(default="running", max_length=16)
+    flow_run_id: str = Field(default="", max_length=64)
+    workflow: str = Field(default="", max_length=80)  # name@version
+    runs: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    # runs step 1.3 registered in interval.txt (the ones a submission would carry)
+    registered_runs: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    missing: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    accepted: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    accepted_by: str = Field(default="", max_length=64)
+    reset_done: bool = False
+    message: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RunExclusion(SQLModel, table=True):
+    """A run a person took out of the round's constants (IST anomaly, failed date ...)."""
+
+    __tablename__ = "run_exclusions"
+    __table_args__ = (UniqueConstraint("round", "run"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round: str = Field(index=True, max_length=16)
+    date: str | None = Field(default=None, max_length=6)
+    run: int
+    reason: str = Field(max_length=32)  # ist / failed-date / gate
+    decided_by: str = Field(default="", max_length=64)
+    note: str = ""
+    flow_run_id: str = Field(default="", max_length=64)
+    # what was done on the site (lines removed, files set aside), when anything was
+    actions: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    decided_at: datetime = Field(default_factory=utcnow)
+
+
+class Submission(SQLModel, table=True):
+    """One attempt at one part's real database submission (``-sub_switch 1``).
+
+    The row is written *before* the remote command starts (outcome ``unknown``) and updated
+    when its exit status is known, so a worker that dies mid-submission leaves ``unknown``
+    for a person to decide on. ``outcome``: submitted, failed, unknown.
+    """
+
+    __tablename__ = "submissions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    round: str = Field(index=True, max_length=16)
+    part: str = Field(max_length=8)  # 8.1 / 8.2 / 8.3
+    run_from: int
+    run_to: int
+    runs: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    dates: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    flow_run_id: str = Field(index=True, max_length=64)
+    approved_by: str = Field(default="", max_length=64)
+    dry_run_sha256: str = Field(default="", max_length=64)
+    remote_key: str = Field(default="", max_length=255)  # the detached command's key
+    resubmit_of: int | None = None  # the earlier submission a person chose to repeat
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    exit_status: int | None = None
+    outcome: str = Field(default="unknown", max_length=16)
+    output: str = ""  # the remote output's tail
+    decided_by: str = Field(default="", max_length=64)  # who settled an unknown outcome
+    note: str = ""
+
+
 STORE_TABLES = [
     WorkflowRun.__table__,  # type: ignore[attr-defined]
     StepRun.__table__,  # type: ignore[attr-defined]
     StepOutput.__table__,  # type: ignore[attr-defined]
     OperatorDecisionRow.__table__,  # type: ignore[attr-defined]
+    DateRecord.__table__,  # type: ignore[attr-defined]
+    RunExclusion.__table__,  # type: ignore[attr-defined]
+    Submission.__table__,  # type: ignore[attr-defined]
 ]

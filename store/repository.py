@@ -209,3 +209,28 @@ def decisions(flow_run_id: str, url: str | None = None) -> list[OperatorDecision
         for r in rows:
             s.expunge(r)
         return rows
+
+
+def latest_step_run(
+    round: str,
+    date: str,
+    task_name: str,
+    outcomes: Sequence[str] = ("success",),
+    url: str | None = None,
+) -> StepRun | None:
+    """The newest record of ``task_name`` for a date, from any flow run (for steps a run
+    skipped with ``start_at_step`` because an earlier run of the date did them)."""
+    with session(url) as s:
+        row = s.exec(
+            select(StepRun)
+            .where(
+                StepRun.round == round,
+                StepRun.date == date,
+                StepRun.task_name == task_name,
+                StepRun.outcome.in_(list(outcomes)),  # type: ignore[attr-defined]
+            )
+            .order_by(StepRun.recorded_at.desc())  # type: ignore[attr-defined]
+        ).first()
+        if row is not None:
+            s.expunge(row)
+        return row

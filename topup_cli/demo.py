@@ -5,8 +5,10 @@ stack, then where to look.
 
 What runs: a fresh simulated site (tree + real sshd jump host and login node on loopback),
 a Prefect server with its UI, ``prefect deploy --all``, a process worker, and the facade;
-then one pre-approved ``topup-standard`` run (reset and DB submission approved up front,
-short batch polling) started through the deployment, followed step by step. Afterwards it
+then one ``topup-standard`` run (the reset of the verified date approved up front, short
+batch polling) started through the deployment, followed step by step, and the round's
+``submit-constants`` run (database submission; the simulated history dates, processed before
+the ledger existed, are included by the demo's operator, named ``demo``). Afterwards it
 prints the Prefect UI (runs, logs, artifacts, PDF links), the facade's ``/docs`` and the
 downloaded PDFs. On a terminal the stack stays up until Ctrl-C; with ``--exit`` or without
 a terminal everything is stopped and the exit status says whether the run completed.
@@ -17,18 +19,19 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from flows.definitions import load
 from topup_cli.api import Target, start_run
-from topup_cli.progress import RunWatcher, prompt_answer
+from topup_cli.progress import PauseRequest, RunWatcher, prompt_answer
 from topup_cli.settings import CliSettings
 from topup_cli.supervisor import AlreadyRunning, Shutdown, Supervisor
 
-DEPLOYMENT = "topup-standard/topup-standard-1.0.0"
+DEPLOYMENT = "topup-standard/topup-standard-1.2.0"
+SUBMIT_DEPLOYMENT = "submit-constants/submit-constants"
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -57,14 +60,13 @@ def demo(
         state = sup.start()
         console.print(f"[green]stack up[/] in {time.monotonic() - began:.1f}s")
         target = Target(state.api_url, state)
-        definition = load("topup-standard", "1.0.0")
+        definition = load("topup-standard", "1.2.0")
         params = {
             "date": date,
             "round": round,
             "site": state.default_site,
             "workflow_version": definition.version,
             "approve_reset": True,
-            "approve_db_submit": True,
             "approved_by": "demo",
             "poll_seconds": poll_seconds,
             "max_wait_minutes": 10.0,
@@ -82,8 +84,35 @@ def demo(
                 ui_run_url=target.run_url(flow_run.id),
             )
             final = watcher.watch(timeout)
+            ok = final.state is not None and final.state.is_completed()
+            if ok:
+                console.rule("the round's database submission")
+                submission = start_run(
+                    client,
+                    SUBMIT_DEPLOYMENT,
+                    {
+                        "round": round,
+                        "site": state.default_site,
+                        "approve_db_submit": True,
+                        "approved_by": "demo",
+                    },
+                    name=f"demo-{round}-submit-constants",
+                )
+                console.print(f"started flow run {submission.name} ({submission.id})")
+                sub_final = RunWatcher(
+                    client,
+                    submission.id,
+                    load("submit-constants"),
+                    console,
+                    answer=prompt_answer(console) if console.is_terminal else demo_operator,
+                    ui_run_url=target.run_url(submission.id),
+                ).watch(timeout)
+                ok = sub_final.state is not None and sub_final.state.is_completed()
+                if sub_final.state is not None:
+                    console.print(
+                        f"submission {sub_final.state_name}: {sub_final.state.message or ''}"
+                    )
         elapsed = time.monotonic() - run_began
-        ok = final.state is not None and final.state.is_completed()
         pdfs = sorted((Path(state.downloads_dir) / str(flow_run.id)).glob("*.pdf"))
         console.rule("where to look")
         console.print(
@@ -121,6 +150,20 @@ def demo(
         clean = sup.stop()
         console.print("stopped" + ("" if clean else " (some processes had to be killed)"))
     raise typer.Exit(code)
+
+
+def demo_operator(request: PauseRequest) -> dict[str, Any] | None:
+    """The demo's stand-in operator: includes the simulated history dates (processed before
+    the ledger existed) in the submission, and nothing else; any other question waits for a
+    person in the UI."""
+    if request.key.startswith("step8-range"):
+        console.print("[yellow]the demo's operator includes the history runs of the sim[/]")
+        return {
+            "decision": "include",
+            "name": "demo",
+            "note": "simulated history dates, processed before the ledger existed",
+        }
+    return None
 
 
 def main() -> None:

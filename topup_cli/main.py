@@ -165,6 +165,12 @@ def _definition(workflow: str, version: str | None) -> Any:
         raise _fail(f"unknown workflow {workflow!r} version {version!r}: {exc}") from None
 
 
+def load_latest_standard() -> Any:
+    from flows.definitions import load
+
+    return load("topup-standard")
+
+
 def _deployment_for(target: Target, definition: Any) -> str:
     """The deployment of that definition version, else the standard one (parameters name
     the definition either way)."""
@@ -176,7 +182,8 @@ def _deployment_for(target: Target, definition: Any) -> str:
             client.read_deployment_by_name(wanted)
             return wanted
         except ObjectNotFound:
-            return "topup-standard/topup-standard-1.0.0"
+            latest = load_latest_standard()
+            return f"topup-standard/{latest.name}-{latest.version}"
 
 
 @app.command()
@@ -187,7 +194,7 @@ def run(
     version: Annotated[str | None, typer.Option(help="Definition version (latest)")] = None,
     site: Annotated[str | None, typer.Option(help="Site name (the stack's default)")] = None,
     approve: Annotated[
-        bool, typer.Option("--approve", help="Pre-approve the reset and the DB submission")
+        bool, typer.Option("--approve", help="Pre-approve the reset of a verified date")
     ] = False,
     approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
     poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
@@ -204,8 +211,6 @@ def run(
     """Start a run of a workflow deployment and show its steps live."""
     import getpass
 
-    from topup_cli.progress import RunWatcher, prompt_answer
-
     definition = _definition(workflow, version)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
@@ -216,11 +221,10 @@ def run(
         "workflow_version": definition.version,
     }
     if approve:
-        params.update(
-            approve_reset=True,
-            approve_db_submit=True,
-            approved_by=approved_by or getpass.getuser(),
-        )
+        # the reset of a verified date (and, in the old definitions, their step 8)
+        params.update(approve_reset=True, approved_by=approved_by or getpass.getuser())
+        if "approve_db_submit" in definition.parameters:
+            params["approve_db_submit"] = True
     for name, value in (
         ("poll_seconds", poll_seconds),
         ("max_wait_minutes", max_wait_minutes),
@@ -234,9 +238,24 @@ def run(
         )
     except ValueError as exc:
         raise _fail(f"invalid parameters: {exc}", 2) from None
+    _start_and_follow(target, None, params, definition, watch, prompt, timeout)
+
+
+def _start_and_follow(
+    target: Target,
+    deployment: str | None,
+    params: dict[str, Any],
+    definition: Any,
+    watch: bool,
+    prompt: bool,
+    timeout: float,
+) -> None:
+    """Start a run of ``deployment``, follow it live and exit 0 only if it Completed."""
+    from topup_cli.progress import RunWatcher, prompt_answer
+
     try:
-        deployment = _deployment_for(target, definition)
         with target.client() as client:
+            deployment = deployment or _deployment_for(target, definition)
             began = time.monotonic()
             flow_run = start_run(client, deployment, params)
             console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {deployment}")
@@ -266,6 +285,53 @@ def run(
         + (f" - {state.message}" if state and state.message else "")
     )
     raise typer.Exit(0 if state is not None and state.is_completed() else 1)
+
+
+# -------------------------------------------------------------------------- submit
+@app.command()
+def submit(
+    round: Annotated[str, typer.Option("--round", help="Round, e.g. round18")],
+    run_from: Annotated[
+        int | None, typer.Option("--from", help="First run (default: interval.txt's first)")
+    ] = None,
+    run_to: Annotated[
+        int | None, typer.Option("--to", help="Last run (default: interval.txt's last)")
+    ] = None,
+    site: Annotated[str | None, typer.Option(help="Site name (the stack's default)")] = None,
+    approve: Annotated[
+        bool,
+        typer.Option(
+            "--approve",
+            help="Pre-approve the normal case only (verified dates, new runs); else it asks",
+        ),
+    ] = False,
+    approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")] = True,
+    prompt: Annotated[
+        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Submit a round's constants to the offline database (step 8), each part after approval."""
+    import getpass
+
+    definition = _definition("submit-constants", None)
+    target = _target(data_dir, api_url)
+    params: dict[str, Any] = {"round": round, "site": site or target.default_site}
+    for name, value in (("run_from", run_from), ("run_to", run_to)):
+        if value is not None:
+            params[name] = value
+    if approve:
+        params.update(approve_db_submit=True, approved_by=approved_by or getpass.getuser())
+    try:
+        definition.validate_parameters(params)
+    except ValueError as exc:
+        raise _fail(f"invalid parameters: {exc}", 2) from None
+    _start_and_follow(
+        target, "submit-constants/submit-constants", params, definition, watch, prompt, timeout
+    )
 
 
 # ---------------------------------------------------------------------------- logs
@@ -341,7 +407,9 @@ def backfill(
     workflow: Annotated[str, typer.Option(help="Per-date workflow")] = "topup-standard",
     version: Annotated[str | None, typer.Option(help="Definition version (latest)")] = None,
     site: Annotated[str | None, typer.Option(help="Site name (the stack's default)")] = None,
-    approve: Annotated[bool, typer.Option("--approve", help="Pre-approve reset and DB")] = False,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Pre-approve the reset of each verified date")
+    ] = False,
     approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
     poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
     max_wait_minutes: Annotated[float | None, typer.Option(help="Batch wait limit")] = None,
@@ -365,9 +433,8 @@ def backfill(
         "workflow_version": definition.version,
     }
     if approve:
-        params.update(
-            approve_reset=True, approve_db_submit=True, approved_by=approved_by or getpass.getuser()
-        )
+        # the reset of each verified date; the round's submission is always asked for
+        params.update(approve_reset=True, approved_by=approved_by or getpass.getuser())
     for name, value in (
         ("dates", dates),
         ("max_dates", max_dates),

@@ -293,7 +293,10 @@ def prompt_answer(console: Console) -> Answerer:
                     given = Prompt.ask(f"{name} ({text})", default=str(default), console=console)
                     if given or name not in required:
                         break
-                values[name] = given
+                if spec.get("type") == "integer" and given.strip().lstrip("-").isdigit():
+                    values[name] = int(given)
+                else:
+                    values[name] = given
         return values
 
     return answer

@@ -123,6 +123,9 @@ class StepDefinition(BaseModel):
     retry_backoff: float = Field(2.0, ge=1, le=10)
     # File name patterns (fnmatch; ``{run}`` and ``{date}`` substituted) the step must report.
     required_files: list[str] = Field(default_factory=list)
+    # Reports (PDF names, ``{date}`` substituted) this step must download and hash-verify
+    # before the date counts as verified (the gate before the reset checks them).
+    reports: list[str] = Field(default_factory=list)
     pause_after: bool = False
     # The step waits for batch jobs: the flow's ``max_wait_minutes`` replaces its wait limit.
     batch_wait: bool = False
@@ -156,7 +159,7 @@ class WorkflowDefinition(BaseModel):
 
     name: str = Field(pattern=NAME_RE)
     version: str = Field(pattern=VERSION_RE)
-    flow: Literal["topup-standard", "available-dates", "backfill"]
+    flow: Literal["topup-standard", "available-dates", "backfill", "submit-constants"]
     title: str
     description: str = ""
     legacy_names: list[str] = Field(default_factory=list)

@@ -161,3 +161,21 @@ def wait_paused(tag: str, key: str | None = None, timeout: float = 90) -> FlowRu
         return None
 
     return poll(paused, timeout, f"a run tagged {tag} paused at {key or 'any key'}", every=0.2)
+
+
+def operate(
+    tag: str, plan: list[tuple[str, dict[str, Any]]], timeout: float = 120
+) -> Callable[[], None]:
+    """A driver script: answer exactly these pauses, in this order, as the UI would.
+
+    Each entry is ``(pause key, run_input)``; a key that never comes fails the test (the flow
+    asked something else, or nothing).
+    """
+    from prefect.flow_runs import resume_flow_run
+
+    def script() -> None:
+        for key, run_input in plan:
+            run = wait_paused(tag, key, timeout=timeout)
+            resume_flow_run(run.id, run_input=run_input)
+
+    return script

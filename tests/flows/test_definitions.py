@@ -67,7 +67,10 @@ def test_standard_runs_all_21_steps_and_versions_differ() -> None:
     assert v11.step("step1_1").options["max_wait_minutes"] == 40
     assert v1.step("step4_1").options["check"] is True
     assert v11.step("step4_1").options["check"] is False
-    assert load("topup-standard").version == "1.1.0"  # latest
+    assert load("topup-standard").version == "1.2.0"  # latest: ends after the reset
+    v12 = load("topup-standard", "1.2.0")
+    assert v12.step_ids == STANDARD_IDS[:-1] and "approve_db_submit" not in v12.parameters
+    assert v12.step("step4_2").reports and v12.step("step1_4").reports == ["mergedd_IST_{date}.pdf"]
     assert load("topup_standard_workflow", "1.0.0") is v1  # legacy alias
     assert load("get_available_dates_workflow").name == "available-dates"
     with pytest.raises(DefinitionError, match="no version"):
