@@ -77,6 +77,11 @@ class Faults(BaseModel):
     draw_seconds: float = Field(0.2, ge=0)
     # Replaces the legacy per-run `sleep 1` / `sleep 2` of 01go.sh and the genJob.sh scripts.
     pause_seconds: float = Field(0.0, ge=0)
+    # Name of the shield file the ETS-cut job (step 5) writes for a run with windows; doc5's
+    # C++ writes shield{run}.txt, its prose says shield_run{run}.txt.
+    ets_shield_name: str = Field(
+        "shield{run}.txt", pattern=r"^shield[A-Za-z0-9_.-]*\{run\}[A-Za-z0-9_.-]*\.txt$"
+    )
     # --- database submissions (`genInsertCmd.sh ... -sub_switch 1`, sim/scripts/bin/simdb.py).
     # Part (InjSigInterval, InjSigTime, OfflineEvtFilter) or table name -> rows inserted before
     # the process kills itself with SIGKILL (exit 137, no final line, no "end" record).
