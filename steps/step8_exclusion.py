@@ -88,10 +88,7 @@ def validate_runs(runs: object) -> list[int]:
 
 def shield_names(site: RemoteSite, run: int) -> list[str]:
     """ETS_cut shield file names of a run: the site's pattern and both documented names."""
-    names = [f"shield{run}.txt", f"shield_run{run}.txt"]
-    pattern = getattr(site.settings, "shield_file_pattern", None)
-    if isinstance(pattern, str) and "{run}" in pattern:
-        names.insert(0, pattern.replace("{run}", str(run)))
+    names = [site.settings.shield_file(run), f"shield{run}.txt", f"shield_run{run}.txt"]
     return [validate.file_name(n) for n in dict.fromkeys(names)]
 
 

@@ -32,8 +32,7 @@ def test_156_entries_with_consistent_fields() -> None:
 
 def test_counts_per_step_match_the_spec() -> None:
     per_group = Counter(
-        "gen" if errors.step_of(c) == "gen" else errors.step_of(c).split(".")[0]
-        for c in _legacy()
+        "gen" if errors.step_of(c) == "gen" else errors.step_of(c).split(".")[0] for c in _legacy()
     )
     assert per_group == {
         "gen": 36,
