@@ -169,6 +169,18 @@ def test_a_taken_name_in_excluded_is_a_conflict_and_nothing_is_overwritten(
     assert "85420" not in round_files["files"]["interval"].read_text()
 
 
+def test_a_missing_cumulative_file_is_reported_not_created(
+    site: RemoteSite, sim: Any, round_files: dict[str, Any]
+) -> None:
+    window = round_files["files"]["window"]
+    window.unlink()
+    result = set_aside_runs(site, round=ROUND, runs=[85421], run_key="rk-missing", reason_tag="t")
+    assert not window.exists() and not _backups(window)
+    assert result.data["files"][str(window)] == {"found": False, "removed": [], "backup": None}
+    assert str(window) in result.data["not_found"]
+    assert result.data["files"][str(round_files["files"]["ets"])]["removed"] == [ETS_B]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "word"),
     [
