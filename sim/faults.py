@@ -19,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sim.layout import DEFAULT_NOISE_RUNS
 
 STAGES = ("1", "2", "3", "4", "5", "6")
+# Database parts of step 8 and their tables (the keys of the db_* faults accept both).
+DB_PARTS = {
+    "InjSigInterval": "InjSigIntervalCalConst",
+    "InjSigTime": "InjSigTimeCalConst",
+    "OfflineEvtFilter": "OfflineEvtFilterCalConst",
+}
 
 
 def _stage_map(value: Any) -> dict[str, list[int]]:
@@ -71,6 +77,31 @@ class Faults(BaseModel):
     draw_seconds: float = Field(0.2, ge=0)
     # Replaces the legacy per-run `sleep 1` / `sleep 2` of 01go.sh and the genJob.sh scripts.
     pause_seconds: float = Field(0.0, ge=0)
+    # Name of the shield file the ETS-cut job (step 5) writes for a run with windows; doc5's
+    # C++ writes shield{run}.txt, its prose says shield_run{run}.txt.
+    ets_shield_name: str = Field(
+        "shield{run}.txt", pattern=r"^shield[A-Za-z0-9_.-]*\{run\}[A-Za-z0-9_.-]*\.txt$"
+    )
+    # --- database submissions (`genInsertCmd.sh ... -sub_switch 1`, sim/scripts/bin/simdb.py).
+    # Part (InjSigInterval, InjSigTime, OfflineEvtFilter) or table name -> rows inserted before
+    # the process kills itself with SIGKILL (exit 137, no final line, no "end" record).
+    db_kill_after_rows: dict[str, int] = Field(default_factory=dict)
+    # Same keys -> rows inserted before the submission exits 1 with a database error.
+    db_fail_after_rows: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("db_kill_after_rows", "db_fail_after_rows", mode="before")
+    @classmethod
+    def _db_parts(cls, v: Any) -> dict[str, int]:
+        if not isinstance(v, dict):
+            raise ValueError("expected a mapping part or table name -> rows")
+        out: dict[str, int] = {}
+        for name, rows in v.items():
+            if str(name) not in DB_PARTS and str(name) not in DB_PARTS.values():
+                raise ValueError(f"unknown database part {name!r} (expected one of {DB_PARTS})")
+            if int(rows) < 0:
+                raise ValueError("rows must be >= 0")
+            out[str(name)] = int(rows)
+        return out
 
     @field_validator("never_finish", "fail", "empty_output", mode="before")
     @classmethod

@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROUND_RE = re.compile(r"^round\d+$")
 BOSS_RE = re.compile(r"^\d+\.\d+\.\d+$")
+# A shield file name with exactly one {run}; it must match add_shield.sh's ``shield*.txt``.
+SHIELD_PATTERN_RE = re.compile(r"^shield[A-Za-z0-9_.-]*\{run\}[A-Za-z0-9_.-]*\.txt$")
 
 
 class HostSettings(BaseModel):
@@ -81,6 +83,10 @@ class SiteSettings(BaseSettings):
 
     downloads_dir: Path = Path("var/downloads")
     poll_seconds: float = 30.0
+    # Name of the shield file the ETS-cut program (step 5.1) writes per run with noise windows:
+    # doc5's C++ writes shield{run}.txt, its prose says shield_run{run}.txt. Step 5.2 fails
+    # (5202, manual) when the date has topup runs but no file of this name.
+    shield_file_pattern: str = "shield{run}.txt"
 
     @field_validator("round")
     @classmethod
@@ -95,6 +101,20 @@ class SiteSettings(BaseSettings):
         if not BOSS_RE.match(v):
             raise ValueError(f"boss_version must look like 7.2.0, got {v!r}")
         return v
+
+    @field_validator("shield_file_pattern")
+    @classmethod
+    def _shield_pattern(cls, v: str) -> str:
+        if v.count("{run}") != 1 or not SHIELD_PATTERN_RE.match(v):
+            raise ValueError(
+                "shield_file_pattern must be a file name with one {run}, matching add_shield.sh's "
+                f"shield*.txt and made of letters, digits, '_', '.', '-' (got {v!r})"
+            )
+        return v
+
+    def shield_file(self, run: int) -> str:
+        """The shield file name of ``run`` under ``shield_file_pattern``."""
+        return self.shield_file_pattern.replace("{run}", str(int(run)))
 
     def model_post_init(self, __context: object) -> None:
         # The flat legacy password variables fill the hops' passwords when set.

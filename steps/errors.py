@@ -6,7 +6,8 @@ situation to a code is ours (the codes the dictionary *intends*, not the legacy 
 
 API (stable, used by every step module):
 
-- ``ERRORS: Mapping[int, ErrorInfo]`` — all 156 entries, keyed by code;
+- ``ERRORS: Mapping[int, ErrorInfo]`` — all 156 legacy entries and the codes this project
+  added (``ADDED_CODES``: 5202, 5304), keyed by code;
 - ``error(code) -> ErrorInfo`` — the entry (a copy); an unknown code gives 103 UNKNOWN_ERROR
   with action ``"ai"`` and a message naming the unknown code;
 - ``step_of(code) -> str | None`` — the step the code belongs to (``"gen"``, ``"1.1"`` … ``"8"``);
@@ -592,11 +593,33 @@ _TABLE: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
     ),
 )
 
+# Codes this project added (not in the legacy dictionary): numbers the legacy table leaves
+# unused, in the range of their step, for situations the legacy steps passed silently.
+_ADDED: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
+    (
+        5202,
+        "5.2",
+        "STEP5_2_NO_SHIELD_FILE",
+        "manual",
+        "error",
+        "the date has topup runs but no shield file matches the site's shield_file_pattern",
+    ),
+    (
+        5304,
+        "5.3",
+        "STEP5_3_EMPTY_ETS_CUT",
+        "manual",
+        "error",
+        "ets_cut.txt is empty after tidying although the date has topup runs",
+    ),
+)
+ADDED_CODES = frozenset(row[0] for row in _ADDED)
+
 
 def _build() -> tuple[Mapping[int, ErrorInfo], Mapping[int, str]]:
     infos: dict[int, ErrorInfo] = {}
     steps: dict[int, str] = {}
-    for code, step, name, action, severity, message in _TABLE:
+    for code, step, name, action, severity, message in (*_TABLE, *_ADDED):
         if code in infos:
             raise RuntimeError(f"duplicate error code {code}")
         infos[code] = ErrorInfo(

@@ -11,10 +11,19 @@ Not reproduced: the endless interactive genJob, the resubmission of everything o
 re-appending this date's windows on a re-run, 5.3 failing for ever when the filter leaves
 nothing (grep exit 1) and leaving ``ets_cut_temp.txt`` behind, three separate non-atomic
 rewrites, and a PDF of every ``run*.png`` in the directory (possibly a stale one).
+
+Added: the shield file name is the site setting ``shield_file_pattern`` (the documents show
+``shield{run}.txt`` and ``shield_run{run}.txt``). A date counts as topup data when one of its
+runs has ETS windows (``ETS_cut/run{run}.root``, written only then, §6.5), 50 Hz windows in
+``window.dat`` (a non-topup run leaves only its number, §2.5) or an interval other than the
+non-topup sentinel 15000000 in ``interval.txt``. For topup data, 5.2 fails (5202, manual)
+instead of skipping ``add_shield.sh`` when no shield file matches the pattern, or when a run
+with ETS windows has none; 5.3 fails (5304, manual) when ``ets_cut.txt`` ends up empty.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prefect import task
@@ -31,7 +40,7 @@ from steps.common import (
 )
 from steps.cumulative import dedupe_command, read_lines, window_lines
 from steps.remote.site import RemoteSite
-from steps.remote.validate import qpath
+from steps.remote.validate import q, qpath
 from steps.results import StepResult
 from steps.session import open_site
 
@@ -49,6 +58,10 @@ ETS_CUT = JobStage(
     no_job_files_skip_code=5103,
     timeout_code=5104,
 )
+
+NO_SHIELD_CODE = 5202  # STEP5_2_NO_SHIELD_FILE (manual)
+EMPTY_ETS_CUT_CODE = 5304  # STEP5_3_EMPTY_ETS_CUT (manual)
+NON_TOPUP_INTERVAL = "15000000"  # the interval.txt value of a non-topup run (steps-0-2 §8.3)
 
 # Exit codes of the tidy script → dictionary codes (which pass failed).
 _TIDY_CODES = {10: 5300, 11: 5300, 20: 5300, 21: 5301, 22: 5302, 23: 5300}
@@ -77,8 +90,9 @@ def ets_cut_jobs(
     genjob_timeout_minutes: float = 30,
 ) -> StepResult:
     """Step 5.1: submit the ETS-cut jobs once; wait for both plots of every run."""
+    stage = replace(ETS_CUT, optional_outputs=(site.settings.shield_file_pattern, "run{run}.root"))
     result, _ = run_stage(
-        ETS_CUT,
+        stage,
         site,
         date=date,
         round=round,
@@ -95,6 +109,71 @@ def ets_cut_jobs(
     return result
 
 
+# --------------------------------------------------------------------------- topup data
+
+
+@dataclass(frozen=True)
+class TopupEvidence:
+    """Why a date counts as topup data, and the shield files present in ETS_cut."""
+
+    ets_window_runs: list[int]  # ETS_cut/run{run}.root exists (ETS windows found)
+    window_runs: list[int]  # window.dat has 50 Hz windows for the run
+    interval_runs: dict[int, str]  # interval.txt value other than 15000000
+    shield_files: list[str]  # every shield* file in ETS_cut
+
+    @property
+    def topup_runs(self) -> list[int]:
+        return sorted({*self.ets_window_runs, *self.window_runs, *self.interval_runs})
+
+    def describe(self) -> str:
+        parts = []
+        if self.ets_window_runs:
+            parts.append(f"ETS windows (run{{run}}.root) for runs {self.ets_window_runs}")
+        if self.window_runs:
+            parts.append(f"50 Hz windows in window.dat for runs {self.window_runs}")
+        if self.interval_runs:
+            parts.append(f"topup intervals in interval.txt: {self.interval_runs}")
+        return "; ".join(parts) or "no topup run"
+
+
+def topup_evidence(site: RemoteSite, round: str, runs: list[int]) -> TopupEvidence:
+    """One command: which of ``runs`` are topup runs, and the shield files in ETS_cut."""
+    p = site.paths(round)
+    listed = " ".join(str(int(r)) for r in runs)
+    head = 'BEGIN { n = split(RUNS, a, " "); for (k = 1; k <= n; k++) r[a[k]] = 1 } ($1 in r) && '
+    windows = head + 'NF > 1 { print "::window:: " $1 }'
+    topup = head + f'NF > 1 && $2 != "{NON_TOPUP_INTERVAL}" {{ print "::interval:: " $1, $2 }}'
+    window_dat = qpath(f"{p.search_peak}/window.dat")
+    interval_txt = qpath(f"{p.inj}/interval.txt")
+    cmd = (
+        f"cd {qpath(p.ets_cut)} || exit 3; "
+        'for f in shield*; do [ -e "$f" ] && echo "::shield:: $f"; done; '
+        f'for r in {listed}; do [ -e "run$r.root" ] && echo "::ets:: $r"; done; '
+        f"awk -v RUNS={q(listed)} {q(windows)} {window_dat} 2>/dev/null; "
+        f"awk -v RUNS={q(listed)} {q(topup)} {interval_txt} 2>/dev/null; exit 0"
+    )
+    res = site.run(cmd)
+    if res.exit_code == 3:
+        raise FileNotFoundError(p.ets_cut)
+    ets: set[int] = set()
+    window: set[int] = set()
+    interval: dict[int, str] = {}
+    shields: list[str] = []
+    for line in res.stdout.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag == "::shield::":
+            shields.append(rest)
+        elif tag == "::ets::" and rest.isdigit():
+            ets.add(int(rest))
+        elif tag == "::window::" and rest.isdigit():
+            window.add(int(rest))
+        elif tag == "::interval::":
+            run, _, value = rest.partition(" ")
+            if run.isdigit():
+                interval[int(run)] = value
+    return TopupEvidence(sorted(ets), sorted(window), interval, sorted(shields))
+
+
 # --------------------------------------------------------------------------- 5.2
 
 
@@ -108,25 +187,49 @@ def run_add_shield(
     poll_seconds: float = 30,
 ) -> StepResult:
     """Step 5.2: ``./add_shield.sh`` once (skipped when this date's windows are already in
-    ets_cut.txt, or when this date has no shield file); failures are 5200 ``continue``."""
+    ets_cut.txt, or when no run of this date is a topup run and none has a shield file).
+
+    Topup data without a shield file named by ``shield_file_pattern`` (or a run with ETS
+    windows but no such file) is 5202 ``manual``; a failing script is 5200 ``continue``.
+    """
     step = "5.2"
     runs = check_inputs(step, site, round, date, run_key)
     directory = site.paths(round).ets_cut
     base: dict[str, Any] = {"date": date, "round": round}
-    names = [f"shield{r}.txt" for r in runs]
+    pattern = site.settings.shield_file_pattern
+    names = [site.settings.shield_file(r) for r in runs]
     try:
         per_file, ets = read_lines(site, directory, names, "ets_cut.txt")
+        evidence = topup_evidence(site, round, runs)
     except FileNotFoundError:
         fail(step, 5200, f"{directory} does not exist", **base)
     with_shield = sorted(r for r, n in zip(runs, names, strict=True) if per_file[n] is not None)
     mine = window_lines(per_file)
     data: dict[str, Any] = {
         "shield_runs": with_shield,
+        "shield_file_pattern": pattern,
+        "shield_files_found": evidence.shield_files,
+        "topup_runs": evidence.topup_runs,
+        "ets_window_runs": evidence.ets_window_runs,
         "ets_lines_of_date": mine,
         "ets_lines_before": len(ets or []),
     }
+    without = sorted(set(evidence.ets_window_runs) - set(with_shield))
+    if (evidence.topup_runs and not with_shield) or without:
+        missing = without or evidence.topup_runs
+        fail(
+            step,
+            NO_SHIELD_CODE,
+            f"{date} has topup runs ({evidence.describe()}) but no shield file matches "
+            f"shield_file_pattern {pattern!r} for runs {missing} (looked for "
+            f"{', '.join(site.settings.shield_file(r) for r in missing)}); shield files in "
+            f"ETS_cut: {', '.join(evidence.shield_files) or 'none'}",
+            runs_incomplete=missing,
+            data=data,
+            **base,
+        )
     if not with_shield:
-        # ETS_cut.cpp writes no shield file when it finds no noise region: nothing to add.
+        # No topup run: ETS_cut.cpp writes no shield file when it finds no noise region.
         return StepResult(
             step=step,
             message=f"no shield file of {date}: no ETS window to append",
@@ -214,7 +317,7 @@ def tidy_command(directory: str) -> str:
 def tidy_ets_cut(site: RemoteSite, *, date: str, round: str, run_key: str) -> StepResult:
     """Step 5.3: drop bare run-number lines, sort by run, drop repeated lines (idempotent)."""
     step = "5.3"
-    check_inputs(step, site, round, date, run_key)
+    runs = check_inputs(step, site, round, date, run_key)
     directory = site.paths(round).ets_cut
     base: dict[str, Any] = {"date": date, "round": round}
     res = site.run(tidy_command(directory))
@@ -224,15 +327,31 @@ def tidy_ets_cut(site: RemoteSite, *, date: str, round: str, run_key: str) -> St
         fail(step, code, f"tidying ets_cut.txt: {why}: {res.stderr.strip()[-300:]}", **base)
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
     files = file_records(site, [FileSpec(f"{directory}/ets_cut.txt", None, "output")])
+    data: dict[str, Any] = {
+        "lines": len(lines),
+        "runs": sorted({int(ln.split()[0]) for ln in lines if ln.split()[0].isdigit()}),
+        "file_content": res.stdout,
+    }
+    if not lines:
+        evidence = topup_evidence(site, round, runs)
+        if evidence.topup_runs:
+            data.update(topup_runs=evidence.topup_runs, shield_files_found=evidence.shield_files)
+            fail(
+                step,
+                EMPTY_ETS_CUT_CODE,
+                f"ets_cut.txt is empty after tidying, but {date} has topup runs "
+                f"({evidence.describe()}); shield files in ETS_cut: "
+                f"{', '.join(evidence.shield_files) or 'none'}",
+                files=files,
+                runs_incomplete=evidence.topup_runs,
+                data=data,
+                **base,
+            )
     return StepResult(
         step=step,
         message=f"ets_cut.txt tidied: {len(lines)} window lines",
         files=files,
-        data={
-            "lines": len(lines),
-            "runs": sorted({int(ln.split()[0]) for ln in lines if ln.split()[0].isdigit()}),
-            "file_content": res.stdout,
-        },
+        data=data,
         **base,
     )
 

@@ -115,14 +115,72 @@ def test_add_shield_appends_this_dates_windows_once(site: RemoteSite, sim: Any) 
     assert ets.read_text().splitlines() == [*old, *mine]
 
 
-def test_add_shield_without_windows_appends_nothing(local_site: RemoteSite, sim: Any) -> None:
+def test_add_shield_without_windows_appends_nothing(site: RemoteSite, sim: Any) -> None:
     sim.set_faults(noise_runs=[])
-    _run_5_1(local_site)
+    _run_5_1(site)
     ets = _dir(sim) / "ets_cut.txt"
     before = ets.read_text()
-    result = run_add_shield(local_site, **KW, run_key="rk5", poll_seconds=0.1)
+    result = run_add_shield(site, **KW, run_key="rk5", poll_seconds=0.1)
     assert result.outcome == Outcome.SUCCESS and result.data["appended"] is False
+    assert result.data["topup_runs"] == [] and result.data["shield_runs"] == []
     assert ets.read_text() == before
+    assert tidy_ets_cut(site, **KW, run_key="rk5").outcome == Outcome.SUCCESS
+
+
+def test_shield_file_under_another_name_is_5202_and_nothing_is_appended(
+    site: RemoteSite, sim: Any
+) -> None:
+    """The job writes shield_run{run}.txt, the site setting says shield{run}.txt."""
+    sim.set_faults(ets_shield_name="shield_run{run}.txt")
+    _run_5_1(site)
+    ets = _dir(sim) / "ets_cut.txt"
+    before = ets.read_text()
+    with pytest.raises(StepError) as exc:
+        run_add_shield(site, **KW, run_key="rk5", poll_seconds=0.1)
+    res = exc.value.result
+    assert res.error.code == 5202 and res.error.name == "STEP5_2_NO_SHIELD_FILE"
+    assert exc.value.action == "manual" and res.outcome == Outcome.FAILED
+    assert "'shield{run}.txt'" in res.message and f"shield{NOISE}.txt" in res.message
+    assert f"shield_run{NOISE}.txt" in res.message  # the file that was found
+    assert res.data["shield_files_found"] == [f"shield_run{NOISE}.txt"]
+    assert res.data["topup_runs"] == [NOISE] and res.runs_incomplete == [NOISE]
+    assert ets.read_text() == before  # add_shield.sh did not run
+
+
+def test_shield_run_pattern_setting_finds_the_files(
+    sim: Any, ssh_settings: SiteSettings, tmp_path: Path
+) -> None:
+    sim.set_faults(**FAST, noise_runs=[NOISE], ets_shield_name="shield_run{run}.txt")
+    for r in RUNS:
+        (sim.hist() / f"hist{r}.root").write_text(f"root hist {r}\n")
+    settings = ssh_settings.model_copy(update={"shield_file_pattern": "shield_run{run}.txt"})
+    for site in open_remote(settings, tmp_path / "downloads"):
+        first = _run_5_1(site)
+        assert first.data["shield_runs"] == [NOISE]
+        assert f"shield_run{NOISE}.txt" in {Path(r.path).name for r in first.files}
+        result = run_add_shield(site, **KW, run_key="rk5", poll_seconds=0.1)
+        assert result.data["appended"] is True and result.data["shield_runs"] == [NOISE]
+        mine = (_dir(sim) / f"shield_run{NOISE}.txt").read_text().splitlines()
+        tidied = tidy_ets_cut(site, **KW, run_key="rk5")
+        assert NOISE in tidied.data["runs"]
+        assert mine[0] in (_dir(sim) / "ets_cut.txt").read_text().splitlines()
+
+
+def test_shield_pattern_setting_is_validated() -> None:
+    assert SiteSettings(shield_file_pattern="shield_run{run}.txt").shield_file(85420) == (
+        "shield_run85420.txt"
+    )
+    for bad in (
+        "ets{run}.txt",
+        "shield.txt",
+        "shield{run}{run}.txt",
+        "shield{run}.dat",
+        "shield/{run}.txt",
+        "shield {run}.txt",
+        "shield{run}.txt;rm -rf ~",
+    ):
+        with pytest.raises(ValueError, match="shield_file_pattern"):
+            SiteSettings(shield_file_pattern=bad)
 
 
 def test_add_shield_failure_is_a_warning_5200(local_site: RemoteSite, sim: Any) -> None:
@@ -171,6 +229,22 @@ def test_tidy_of_only_bare_run_numbers_gives_an_empty_file(
     result = tidy_ets_cut(local_site, **KW, run_key="rk5")
     assert result.outcome == Outcome.SUCCESS and result.data["lines"] == 0
     assert ets.read_text() == "" and not (_dir(sim) / "ets_cut_temp.txt").exists()
+
+
+def test_empty_ets_cut_for_topup_data_is_5304(site: RemoteSite, sim: Any) -> None:
+    """The ETS search found regions for a run but no fine window: a shield file holding only
+    the run number (§6.5), so nothing survives the tidy although the date is topup data."""
+    _run_5_1(site)
+    (_dir(sim) / f"shield{NOISE}.txt").write_text(f"{NOISE}\n")
+    (_dir(sim) / "ets_cut.txt").write_text("")
+    run_add_shield(site, **KW, run_key="rk5", poll_seconds=0.1)
+    assert (_dir(sim) / "ets_cut.txt").read_text() == f"{NOISE}\n"
+    with pytest.raises(StepError) as exc:
+        tidy_ets_cut(site, **KW, run_key="rk5")
+    res = exc.value.result
+    assert res.error.code == 5304 and exc.value.action == "manual"
+    assert res.data["topup_runs"] == [NOISE] and res.data["lines"] == 0
+    assert f"shield{NOISE}.txt" in res.message and "empty" in res.message
 
 
 def test_tidy_without_the_file_fails_5300(local_site: RemoteSite, sim: Any) -> None:

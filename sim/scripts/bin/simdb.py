@@ -3,7 +3,11 @@
 The real programs are not public (steps-7-8.md §0); these follow their names and the
 step's expectations: `ccompare/a.out` reports repeated / out-of-order / missing runs as
 ``run N Error:  Repeat|Order|Miss``, `check/a.out` is silent when every file is there, and
-``genInsertCmd.sh -sub_switch 1`` appends one JSON line per insert to ``.sim/db_ledger.log``.
+``genInsertCmd.sh -sub_switch 1`` appends one JSON line per inserted row to
+``.sim/db_ledger.log`` at the moment the row is inserted (so a submission that dies half-way
+leaves exactly the rows it inserted), and a ``begin`` / ``end`` line per submission to
+``.sim/db_submissions.log`` (no ``end`` line: the process died). Faults
+``db_kill_after_rows`` / ``db_fail_after_rows`` stop a submission after N rows.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
 
-from simcommon import LEDGER, append_line, atomic_write, hook
+from simcommon import LEDGER, STATE, append_line, atomic_write, faults, hook
+
+SUBMISSIONS_LOG = STATE / "db_submissions.log"
 
 TABLES = {
     "InjSigInterval": ("InjSigIntervalCalConst", re.compile(r"^InjSigInterval_(\d+)_(\d+)\.root$")),
@@ -202,8 +210,67 @@ def geninsert(argv: list[str]) -> int:
         for s in statements:
             print(s)
         return 0
+    return submit(kind, table, boss, round_, lo, hi, files, statements)
+
+
+def _row_limit(knob: object, kind: str, table: str) -> int | None:
+    """Rows after which a fault stops the submission (by part name or table name)."""
+    if not isinstance(knob, dict):
+        return None
+    for name in (kind, table):
+        if name in knob and knob[name] is not None:
+            return max(0, int(knob[name]))
+    return None
+
+
+def submit(
+    kind: str,
+    table: str,
+    boss: str,
+    round_: str,
+    lo: int,
+    hi: int,
+    files: list[tuple[Path, int, int]],
+    statements: list[str],
+) -> int:
+    """``-sub_switch 1``: insert row by row, each row recorded when it is inserted."""
+    f = faults()
+    kill_after = _row_limit(f.get("db_kill_after_rows"), kind, table)
+    fail_after = _row_limit(f.get("db_fail_after_rows"), kind, table)
     user = getpass.getuser()
-    for (path, first, last), statement in zip(files, statements, strict=True):
+    pid = os.getpid()
+    submission = f"{pid}-{time.time_ns()}"
+    head = {
+        "submission": submission,
+        "pid": pid,
+        "kind": kind,
+        "table": table,
+        "run_from": lo,
+        "run_to": hi,
+    }
+
+    def event(name: str, **extra: object) -> None:
+        record = dict(head, event=name, time=time.time(), **extra)
+        append_line(SUBMISSIONS_LOG, json.dumps(record, sort_keys=True))
+
+    def stop(rows: int) -> int | None:
+        """Apply the faults once ``rows`` rows are in (None: go on)."""
+        if kill_after is not None and rows >= kill_after:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(pid, signal.SIGKILL)  # exit 137 for the caller; no end line anywhere
+        if fail_after is not None and rows >= fail_after:
+            print(f"inserted {rows} of {len(files)} record(s) into {table}")
+            sys.stderr.write(f"ERROR: lost the connection to the database after {rows} row(s)\n")
+            event("end", rows=rows, exit_status=1)
+            return 1
+        return None
+
+    event("begin", rows_planned=len(files), user=user)
+    for row, ((path, first, last), statement) in enumerate(zip(files, statements, strict=True)):
+        rc = stop(row)
+        if rc is not None:
+            return rc
         record = {
             "time": time.time(),
             "kind": kind,
@@ -215,12 +282,30 @@ def geninsert(argv: list[str]) -> int:
             "file": str(path),
             "file_run_from": first,
             "file_run_to": last,
+            "run": first,
+            "values": {
+                "SftVer": boss,
+                "ParVer": 1,
+                "RunFrom": first,
+                "RunTo": last,
+                "FileName": str(path),
+                "Status": "OK",
+            },
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "user": user,
             "statement": statement,
+            "submission": submission,
+            "pid": pid,
+            "row": row + 1,
+            "rows_planned": len(files),
         }
         append_line(LEDGER, json.dumps(record, sort_keys=True))
         print(f"inserted: {statement}")
+        sys.stdout.flush()
+    rc = stop(len(files))
+    if rc is not None:
+        return rc
     print(f"{len(files)} record(s) inserted into {table}")
     sys.stdout.flush()
+    event("end", rows=len(files), exit_status=0)
     return 0

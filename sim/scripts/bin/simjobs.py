@@ -484,7 +484,7 @@ def aout(stage: str, argv: list[str]) -> int:
             values = ets_windows(run)
             emit(cwd / f"run{run}.root", root_file("canvas", run, "ETS windows"), empty)
             emit(
-                cwd / f"shield{run}.txt",
+                cwd / str(f.get("ets_shield_name") or "shield{run}.txt").replace("{run}", str(run)),
                 f"{run}" + "".join(f"   {v:.3f}" for v in values) + "\n",
                 empty,
             )
