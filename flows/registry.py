@@ -21,6 +21,7 @@ STEP_MODULES = (
     "steps.step6_check_ets_cut",
     "steps.step7_reset",
     "steps.step8_database",
+    "steps.step8_exclusion",
 )
 
 _tasks: dict[str, Task[Any, Any]] = {}

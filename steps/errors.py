@@ -7,7 +7,7 @@ situation to a code is ours (the codes the dictionary *intends*, not the legacy 
 API (stable, used by every step module):
 
 - ``ERRORS: Mapping[int, ErrorInfo]`` — all 156 legacy entries and the codes this project
-  added (``ADDED_CODES``: 5202, 5304), keyed by code;
+  added (``ADDED_CODES``: 5202, 5304, 8101), keyed by code;
 - ``error(code) -> ErrorInfo`` — the entry (a copy); an unknown code gives 103 UNKNOWN_ERROR
   with action ``"ai"`` and a message naming the unknown code;
 - ``step_of(code) -> str | None`` — the step the code belongs to (``"gen"``, ``"1.1"`` … ``"8"``);
@@ -575,22 +575,6 @@ _TABLE: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
         "error",
         "InjSigInterval DB submission failed",
     ),
-    (
-        8101,
-        "8",
-        "STEP8_SUBMISSION_FAILED_NEEDS_DECISION",
-        "manual",
-        "error",
-        "a real submission (-sub_switch 1) failed; it is never started again without a person",
-    ),
-    (
-        8102,
-        "8",
-        "STEP8_RANGE_NOT_VERIFIED",
-        "manual",
-        "error",
-        "the run range holds runs of failed, unverified or unknown dates",
-    ),
 )
 
 # Codes this project added (not in the legacy dictionary): numbers the legacy table leaves
@@ -611,6 +595,14 @@ _ADDED: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
         "manual",
         "error",
         "ets_cut.txt is empty after tidying although the date has topup runs",
+    ),
+    (
+        8101,
+        "8",
+        "STEP8_SUBMISSION_FAILED_NEEDS_DECISION",
+        "manual",
+        "error",
+        "a real submission (-sub_switch 1) failed; it is never started again without a person",
     ),
 )
 ADDED_CODES = frozenset(row[0] for row in _ADDED)
