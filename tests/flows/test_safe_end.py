@@ -18,7 +18,7 @@ from flows.submit_constants import submit_constants
 from flows.topup_standard import topup_standard
 from store import dates as date_store
 from store import ledger, repository
-from tests.flows.conftest import FAST, ROUND, Driver, FlowEnv, operate, unique_tag
+from tests.flows.conftest import FAST, ROUND, Driver, FlowEnv, operate, task_runs, unique_tag
 
 HISTORY = ("250101", [85001, 85002])  # the sim's processed date (its runs open interval.txt)
 DATE = "250626"  # 3 runs: 85420 85421 85422
@@ -151,3 +151,31 @@ def test_missing_report_stops_before_the_reset_and_abort_is_cancelled(
     listing = available_dates(round=ROUND)
     assert DATE in listing["failed_dates"] and DATE in listing["unprocessed_dates"]
     assert DATE not in listing["processed_dates"]
+
+
+def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: FlowEnv) -> None:
+    """A submission killed after inserting some rows: ledger row failed, a person decides,
+    no second attempt (no Prefect retry, no policy retry)."""
+    from sim.db import submissions as sim_submissions
+
+    sim = flow_env.sim
+    _history_verified()
+    _prepared(sim, DATE, "verified")
+    sim.set_faults(db_kill_after_rows={"InjSigInterval": 1})
+    tag = unique_tag()
+    plan = [("step8-8-1-failed-1", {"decision": "skip", "earlier_submission": 1, "name": "dave"})]
+    with Driver(operate(tag, plan)) as driver, tags(tag):
+        state = submit_constants(
+            round=ROUND, approve_db_submit=True, approved_by="alice", return_state=True
+        )
+    driver.check()
+    assert state.is_completed() and "skipped" in (state.message or ""), state.message
+    rows = ledger.submissions(ROUND)
+    assert [(r.id, r.part, r.outcome, r.exit_status) for r in rows] == [(1, "8.1", "failed", 137)]
+    started = [s for s in sim_submissions(sim.root) if s.get("kind") == "InjSigInterval"]
+    assert len(started) == 1 and started[0]["rows_inserted"] == 1  # the partial insert, once
+    run_id = str(state.state_details.flow_run_id)
+    submit_runs = [t for t in task_runs(run_id) if t.name.startswith("step8_1_submit")]
+    assert len(submit_runs) == 1 and submit_runs[0].run_count == 1  # never retried
+    decided = [d for d in repository.decisions(run_id) if d.kind == "resubmit"]
+    assert [(d.decision, d.decided_by) for d in decided] == [("skip", "dave")]
