@@ -9,9 +9,12 @@ What is created (idempotently, by name, through the Prefect API):
 - a ``CustomWebhookNotificationBlock`` named ``<name>`` whose URL and header values are only
   template placeholders; the real values sit in the block's ``secrets`` (a ``SecretDict``:
   obfuscated when read back through the API or shown in the UI, never logged here);
-- one automation per kind of event, ``<name>-failed`` (Failed, Crashed, TimedOut),
-  ``<name>-waiting`` (Paused, Suspended: the run waits for an operator's input) and
-  ``<name>-completed``, for flow runs of the configured flows.
+- one automation per kind of event, ``<name>-failed`` (Failed, Crashed, TimedOut, and
+  Unverified: a run that ended with required outputs missing), ``<name>-waiting`` (Paused,
+  Suspended: the run waits for an operator's input), ``<name>-aborted`` (Cancelled: an
+  operator's abort, with who and why in the message) and ``<name>-completed``, for flow runs
+  of the configured flows. The state's message (what is missing, who aborted) is in the
+  subject and the body.
 
 Without a webhook URL nothing is created (and that is logged); automations made earlier are
 left alone unless ``remove_notifications`` is called (``--remove`` on the command line).
@@ -40,19 +43,23 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger("topup.deployments.notifications")
 
-Kind = Literal["failed", "waiting", "completed"]
-KINDS: tuple[Kind, ...] = ("failed", "waiting", "completed")
+Kind = Literal["failed", "waiting", "aborted", "completed"]
+KINDS: tuple[Kind, ...] = ("failed", "waiting", "aborted", "completed")
 
 # Flow-run state names (the server emits ``prefect.flow-run.<state name>``) per kind.
 STATE_NAMES: dict[Kind, tuple[str, ...]] = {
-    "failed": ("Failed", "Crashed", "TimedOut"),
+    "failed": ("Failed", "Crashed", "TimedOut", "Unverified"),
     "waiting": ("Paused", "Suspended"),
+    "aborted": ("Cancelled",),
     "completed": ("Completed",),
 }
 
 SUBJECTS: dict[Kind, str] = {
-    "failed": "Top-up run {{ flow_run.name }} ended {{ event.resource['prefect.state-name'] }}",
+    "failed": "Top-up run {{ flow_run.name }} ended {{ event.resource['prefect.state-name'] }}"
+    ": {{ (flow_run.state.message or '')[:200] }}",
     "waiting": "Top-up run {{ flow_run.name }} waits for an operator",
+    "aborted": "Top-up run {{ flow_run.name }} was cancelled: "
+    "{{ (flow_run.state.message or '')[:200] }}",
     "completed": "Top-up run {{ flow_run.name }} completed",
 }
 
@@ -93,7 +100,7 @@ class NotificationSettings(BaseSettings):
     on: Annotated[list[Kind], NoDecode] = Field(default_factory=lambda: list(KINDS))
     # Flows whose runs notify (available-dates runs are short queries: not by default).
     flows: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["topup-standard", "backfill"]
+        default_factory=lambda: ["topup-standard", "backfill", "submit-constants"]
     )
 
     @field_validator("on", "flows", mode="before")

@@ -1,4 +1,5 @@
-"""The full 21-step flow for one date (250624, 19 runs) on a real Prefect API, over real SSH."""
+"""The full procedure for one date (250624, 19 runs) on a real Prefect API, over real SSH:
+topup-standard 1.2.0, steps 1.1 - 7 (the database submission is its own flow)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prefect import get_client, tags
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.topup_standard import topup_standard
+from store import dates as date_store
 from store import repository
 from tests.flows.conftest import FAST, ROUND, FlowEnv, task_runs, unique_tag
 
@@ -47,20 +49,20 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) ->
             date=DATE,
             **FAST,
             approve_reset=True,
-            approve_db_submit=True,
             approved_by="alice",
             return_state=True,
         )
     assert state.is_completed(), state.message
+    assert state.message == "completed; every required output verified"
     summary = state.result()
-    assert summary["status"] == "completed" and summary["workflow_version"] == "1.0.0"
+    assert summary["status"] == "completed" and summary["workflow_version"] == "1.2.0"
     assert set(summary["steps"].values()) == {"success"}
-    assert len(summary["steps"]) == 21
+    assert len(summary["steps"]) == 20
     run_id = summary["flow_run_id"]
 
     # every step's task ran once and completed
     names = [t.name.rsplit("-", 1)[0] for t in task_runs(UUID(run_id))]
-    assert len(names) == 20 + 7 and len(set(names)) == len(names)
+    assert len(names) == 20 and len(set(names)) == len(names)
 
     # outputs: rows per step, the right runs, the right sha256 (files moved later by 1.2 or
     # the reset are found under their new directory with the same content)
@@ -110,28 +112,31 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) ->
         expected = sum(n.endswith(f"_{family}.png") for n in shield_pngs)
         assert expected > 0 and pages[f"{family}_{DATE}.pdf"] == expected
 
-    # step 8 submitted each part exactly once, approved by the pre-approval
-    ledger = sim.db_ledger()
-    assert {e["kind"] for e in ledger} == {"InjSigInterval", "InjSigTime", "OfflineEvtFilter"}
-    assert len({(e["kind"], e["file"]) for e in ledger}) == len(ledger)  # each file once
+    # the date is verified (every report hash-checked), reset by the pre-approval; nothing
+    # reached the database: that is the submit-constants flow's business
+    assert sim.db_ledger() == []
     decisions = repository.decisions(run_id)
     assert [(d.step_id, d.kind, d.decided_by) for d in decisions] == [
-        ("step7", "pre-approval", "alice"),
-        ("step8", "pre-approval", "alice"),
-        ("step8", "pre-approval", "alice"),
-        ("step8", "pre-approval", "alice"),
+        ("step7", "pre-approval", "alice")
     ]
+    record = date_store.date_record(ROUND, DATE)
+    assert record is not None and (record.status, record.reset_done, record.missing) == (
+        "verified",
+        True,
+        [],
+    )
+    assert record.runs == runs and record.registered_runs == runs
     wf = repository.workflow_run(run_id)
     assert wf is not None and (wf.workflow, wf.version, wf.status) == (
         "topup-standard",
-        "1.0.0",
+        "1.2.0",
         "completed",
     )
 
     # Prefect: the workflow tag, the artifacts, the round slot released
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
-        assert "workflow:topup-standard@1.0.0" in run.tags and tag in run.tags
+        assert "workflow:topup-standard@1.2.0" in run.tags and tag in run.tags
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])),
             limit=200,
@@ -143,11 +148,10 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) ->
     assert max(float(a.data) for a in kinds["progress"]) == 100.0  # type: ignore[arg-type]
     table_keys = {a.key for a in kinds["table"]}
     assert f"{ROUND}-{DATE}-step1-1-files" in table_keys
-    assert f"{ROUND}-{DATE}-step8-3-submit-files" not in table_keys  # no files, no table
     # link artifacts are stored as markdown "[name](link)"
     links = {a.key: str(a.data) for a in kinds["markdown"] if (a.key or "").endswith("-pdf")}
     assert len(links) == 8
     ist_link = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
     assert f"{run_id}/mergedd_IST_{DATE}.pdf" in ist_link
-    assert any("topup-standard@1.0.0" in str(a.data) for a in kinds["markdown"])
+    assert any("topup-standard@1.2.0" in str(a.data) for a in kinds["markdown"])
     assert limit.limit == 1 and limit.active_slots == 0

@@ -19,7 +19,9 @@ from prefect.flow_runs import resume_flow_run
 
 from flows.definitions import load
 from flows.topup_standard import topup_standard
+from store import dates as date_store
 from store import repository
+from store.ledger import submissions as ledger_rows
 from tests.flows.conftest import (
     FAST,
     ROUND,
@@ -27,7 +29,6 @@ from tests.flows.conftest import (
     FlowEnv,
     poll,
     read_run,
-    task_runs,
     unique_tag,
     wait_paused,
 )
@@ -59,46 +60,67 @@ def _form_description(flow_run_id: Any, pause_key: str) -> str:
     return poll(stored, 30, f"the description of pause {pause_key}", every=0.1)
 
 
-def test_ist_anomaly_pauses_for_input_and_continue_completes(flow_env: FlowEnv) -> None:
+def test_ist_anomaly_is_decided_run_by_run(flow_env: FlowEnv) -> None:
+    """1.3: the form shows From_DB, before and after sorting in that order; every odd run must
+    be registered or excluded by name; an answer that leaves one out is asked again."""
     sim = flow_env.sim
-    sim.set_faults(ist={ODD_RUN: 14000000})
+    sim.set_faults(ist={ODD_RUN: [14000000, 15000000, 13000000]})  # before, from_db, after
     tag = unique_tag()
+    seen: dict[str, str] = {}
 
     def operator() -> None:
-        run = wait_paused(tag)
-        assert run.state is not None and run.state.state_details.pause_key == "step1-3-manual-1"
-        text = _form_description(run.id, "step1-3-manual-1")
-        assert "1302" in text and str(ODD_RUN) in text
+        run = wait_paused(tag, key="step1-3-ist-1")
+        seen["first"] = _form_description(run.id, "step1-3-ist-1")
         assert not any(line.startswith(f"{ODD_RUN} ") for line in _interval_lines(sim))
-        resume_flow_run(run.id, run_input={"action": "continue", "name": "bob", "note": "ok"})
+        resume_flow_run(run.id, run_input={"action": "decide", "name": "bob"})  # no run listed
+        run = wait_paused(tag, key="step1-3-ist-101")
+        seen["again"] = _form_description(run.id, "step1-3-ist-101")
+        resume_flow_run(
+            run.id,
+            run_input={
+                "action": "decide",
+                "exclude_runs": str(ODD_RUN),
+                "name": "bob",
+                "note": "odd",
+            },
+        )
 
     with Driver(operator) as driver, tags(tag):
         state = topup_standard(date=DATE, **SUBSET, **FAST, return_state=True)
     driver.check()
     assert state.is_completed(), state.message
     run_id = state.result()["flow_run_id"]
-    # "continue" on 1.3 registers the runs without the IST check (the definition says so)
-    assert f"{ODD_RUN} 15000000" in _interval_lines(sim)
-    outcomes = {s.task_name: s for s in repository.step_runs(run_id)}
-    assert outcomes["step1_3"].outcome == "success" and outcomes["step1_3"].attempts == 2
-    assert outcomes["step1_4"].outcome == "success"
+    assert "| run | From_DB | before sorting | after sorting |" in seen["first"]
+    assert f"| {ODD_RUN} | 15000000 | 14000000 | 13000000 |" in seen["first"]
+    assert f"in neither list: [{ODD_RUN}]" in seen["again"]
+    # the odd run is not registered; the others are, once
+    lines = _interval_lines(sim)
+    assert not any(line.startswith(f"{ODD_RUN} ") for line in lines)
+    assert {f"{r} 15000000" for r in (85420, 85422)} <= set(lines)
+    assert [(e.run, e.reason, e.decided_by) for e in date_store.exclusions(ROUND)] == [
+        (ODD_RUN, "ist", "bob")
+    ]
     (decision,) = repository.decisions(run_id)
     assert (decision.kind, decision.decision, decision.decided_by, decision.error_code) == (
-        "manual",
-        "continue",
+        "ist",
+        "exclude",
         "bob",
         1302,
     )
-    states = [(t.name.rsplit("-", 1)[0], t.state_name) for t in task_runs(run_id)]
-    assert states.count(("step1_3", "Failed")) == 1 and ("step1_3", "Completed") in states
+    outcomes = {s.task_name: s for s in repository.step_runs(run_id)}
+    assert outcomes["step1_3"].outcome == "success"
+    assert outcomes["step1_3"].data["excluded_runs"] == [ODD_RUN]
+    # a subset workflow verifies its own steps, not the date (steps 2 - 6 never ran)
+    record = date_store.date_record(ROUND, DATE)
+    assert record is not None and record.status == "unverified"
 
 
-def test_ist_anomaly_abort_fails_the_run_with_the_reason(flow_env: FlowEnv) -> None:
+def test_ist_anomaly_abort_cancels_the_run_with_the_reason(flow_env: FlowEnv) -> None:
     flow_env.sim.set_faults(ist={ODD_RUN: 14000000})
     tag = unique_tag()
 
     def operator() -> None:
-        run = wait_paused(tag)
+        run = wait_paused(tag, key="step1-3-ist-1")
         resume_flow_run(
             run.id, run_input={"action": "abort", "name": "carol", "note": "beam was off"}
         )
@@ -106,14 +128,16 @@ def test_ist_anomaly_abort_fails_the_run_with_the_reason(flow_env: FlowEnv) -> N
     with Driver(operator) as driver, tags(tag):
         state = topup_standard(date=DATE, **SUBSET, **FAST, return_state=True)
     driver.check()
-    assert state.is_failed()
+    assert state.is_cancelled(), state.type
     assert "aborted by carol at step 1.3" in (state.message or "")
     assert "beam was off" in (state.message or "")
     run_id = str(state.state_details.flow_run_id)
-    assert read_run(run_id).state_type.value == "FAILED"  # type: ignore[union-attr]
+    assert read_run(run_id).state_type.value == "CANCELLED"  # type: ignore[union-attr]
     wf = repository.workflow_run(run_id)
     assert wf is not None and wf.status == "aborted" and "carol" in wf.message
     assert repository.step_runs(run_id)[-1].task_name == "step1_3"  # nothing ran after it
+    record = date_store.date_record(ROUND, DATE)
+    assert record is not None and record.status == "failed"
 
 
 def test_reset_and_db_submission_wait_for_approval(flow_env: FlowEnv) -> None:
@@ -129,15 +153,21 @@ def test_reset_and_db_submission_wait_for_approval(flow_env: FlowEnv) -> None:
         return run
 
     def operator() -> None:
+        # nothing of the date ran: the gate lists it; dave accepts, then skips the reset
+        resume_at("step7-verify-1", {"decision": "accept", "name": "dave", "note": "test"})
         run = resume_at("step7-approve", {"decision": "skip", "name": "dave", "note": "later"})
         seen["reset_keys"] = sorted(p.name for p in ctl.glob(f"{run.id}.7.*"))
+        # the old definition's step 8: the history runs are unknown to the store
+        resume_at("step8-range-1", {"decision": "include", "name": "erin", "note": "history"})
         approve = {"decision": "approve", "name": "erin", "note": "dry run checked"}
         resume_at("step8-approve-1", approve)
         resume_at("step8-approve-2", approve)
         resume_at("step8-approve-3", approve)
 
     with Driver(operator) as driver, tags(tag):
-        state = topup_standard(date=DATE, start_at_step="step7", **FAST, return_state=True)
+        state = topup_standard(
+            date=DATE, workflow_version="1.0.0", start_at_step="step7", **FAST, return_state=True
+        )
     driver.check()
     assert state.is_completed(), state.message
     run_id = state.result()["flow_run_id"]
@@ -156,8 +186,15 @@ def test_reset_and_db_submission_wait_for_approval(flow_env: FlowEnv) -> None:
         (d.step_id, d.kind, d.decision, d.decided_by) for d in repository.decisions(run_id)
     ]
     assert decisions == [
+        ("step7", "gate", "accept", "dave"),
         ("step7", "approval", "skip", "dave"),
+        ("step8", "range", "include", "erin"),
         *[("step8", "approval", "approve", "erin")] * 3,
+    ]
+    assert [(r.part, r.outcome, r.approved_by) for r in ledger_rows(ROUND)] == [
+        ("8.1", "submitted", "erin"),
+        ("8.2", "submitted", "erin"),
+        ("8.3", "submitted", "erin"),
     ]
     submits = [s for s in repository.step_runs(run_id) if s.task_name.endswith("_submit")]
     assert [s.data["approved_by"] for s in submits] == ["erin"] * 3

@@ -179,3 +179,87 @@ def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: Flo
     assert len(submit_runs) == 1 and submit_runs[0].run_count == 1  # never retried
     decided = [d for d in repository.decisions(run_id) if d.kind == "resubmit"]
     assert [(d.decision, d.decided_by) for d in decided] == [("skip", "dave")]
+
+
+def test_set_aside_removes_a_failed_dates_runs_before_anything_is_submitted(
+    flow_env: FlowEnv,
+) -> None:
+    from sim.db import inserted_rows
+
+    sim = flow_env.sim
+    _history_verified()
+    failed = _prepared(sim, "250625", "failed")
+    good = _prepared(sim, DATE, "verified")
+    tag = unique_tag()
+    approve = {"decision": "approve", "name": "gina"}
+    plan = [
+        ("step8-range-1", {"decision": "set_aside", "name": "gina", "note": "jobs crashed"}),
+        ("step8-approve-1", approve),
+        ("step8-approve-2", approve),
+        ("step8-approve-3", approve),
+    ]
+    with Driver(operate(tag, plan)) as driver, tags(tag):
+        state = submit_constants(
+            round=ROUND, approve_db_submit=True, approved_by="alice", return_state=True
+        )
+    driver.check()
+    assert state.is_completed(), state.message
+    interval = Path(sim.inj(ROUND), "interval.txt").read_text().split()
+    assert not set(map(str, failed)) & set(interval)  # their lines are gone
+    assert list(Path(sim.inj(ROUND)).glob("interval.txt.bak-*"))  # after a backup
+    excl = date_store.exclusions(ROUND)
+    assert sorted(e.run for e in excl) == failed and {e.reason for e in excl} == {"set-aside"}
+    assert all(e.actions.get("changed") for e in excl)  # what was done on the site
+    rows = ledger.submissions(ROUND)
+    assert all(r.runs == [*HISTORY[1], *good] for r in rows) and len(rows) == 3
+    in_db = {int(r["run"]) for r in inserted_rows(sim.root) if r.get("run") is not None}
+    assert in_db and not in_db & set(failed)
+
+
+def test_an_unknown_outcome_left_by_a_dead_run_is_settled_by_a_person_first(
+    flow_env: FlowEnv,
+) -> None:
+    """The row a worker that died mid-submission leaves behind (outcome unknown), written
+    here as it would be; the next submission asks a person what the database holds."""
+    sim = flow_env.sim
+    _history_verified()
+    runs = _prepared(sim, DATE, "verified")
+    dead = ledger.open_submission(
+        round=ROUND,
+        part="8.1",
+        run_from=HISTORY[1][0],
+        run_to=runs[-1],
+        runs=[*HISTORY[1], *runs],
+        dates=[HISTORY[0], DATE],
+        flow_run_id="00000000-dead-4000-8000-000000000000",
+        approved_by="alice",
+        dry_run_sha256="0" * 64,
+        remote_key="dead.8_1.s6_submit",
+    )
+    tag = unique_tag()
+    approve = {"decision": "approve", "name": "hal"}
+    checked = {"outcome": "failed", "submission_id": dead.id, "name": "hal", "note": "0 rows"}
+    plan = [
+        (f"step8-settle-{dead.id}", checked),
+        ("step8-approve-1", approve),  # no pre-approval after an unusual case
+        ("step8-approve-2", approve),
+        ("step8-approve-3", approve),
+    ]
+    with Driver(operate(tag, plan)) as driver, tags(tag):
+        state = submit_constants(
+            round=ROUND, approve_db_submit=True, approved_by="alice", return_state=True
+        )
+    driver.check()
+    assert state.is_completed(), state.message
+    rows = ledger.submissions(ROUND)
+    assert (rows[0].id, rows[0].outcome, rows[0].decided_by, rows[0].note) == (
+        dead.id,
+        "failed",
+        "hal",
+        "0 rows",
+    )
+    assert [(r.part, r.outcome) for r in rows[1:]] == [
+        ("8.1", "submitted"),
+        ("8.2", "submitted"),
+        ("8.3", "submitted"),
+    ]

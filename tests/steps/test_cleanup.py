@@ -71,3 +71,38 @@ def test_cancel_validates_the_run_key(site: RemoteSite) -> None:
         cancel_run(site, "rk; touch /tmp/pwned-cleanup")
     assert commands(site) == before
     assert not Path("/tmp/pwned-cleanup").exists()
+
+
+def test_cancel_never_kills_a_running_database_submission(site: RemoteSite, sim: Any) -> None:
+    """A real submission (``-sub_switch 1``) is waited for, reported, and left whole."""
+    from steps.step8_database import submission_key
+
+    d = sim.stage_dir("search_peak")
+    key = submission_key("rkd", "8.1", 85420, 85422)
+    marker = d / "submission-finished"
+    site.start_detached(key, f"sleep 1 && touch {marker} && echo inserted 3 rows", str(d))
+    site.start_detached("rkd.9_9.gen", "sleep 300", str(d))  # an ordinary command of the run
+    wait_until(lambda: site.detached(key).state == "running")
+    report = cancel_run(site, "rkd", submission_wait_seconds=60)
+    assert report["detached_killed"] == ["rkd.9_9.gen"]
+    assert [(s["key"], s["exit_code"], s["lost"]) for s in report["submissions"]] == [
+        (key, 0, False)
+    ]
+    assert "inserted 3 rows" in report["submissions"][0]["output"]
+    assert marker.exists()  # it ran to its end
+
+
+def test_cancel_reports_a_submission_still_running_after_the_wait(
+    site: RemoteSite, sim: Any
+) -> None:
+    from steps.step8_database import submission_key
+
+    d = sim.stage_dir("search_peak")
+    key = submission_key("rke", "8.2", 85420, 85422)
+    site.start_detached(key, "sleep 30", str(d))
+    wait_until(lambda: site.detached(key).state == "running")
+    report = cancel_run(site, "rke", submission_wait_seconds=0.5)
+    assert report["detached_killed"] == []
+    assert report["submissions"] == [{"key": key, "exit_code": None, "lost": False}]
+    assert site.detached(key).state == "running"  # never killed: a person decides
+    site.kill_detached(key)  # the test's own clean-up
