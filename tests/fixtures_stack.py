@@ -41,7 +41,6 @@ STANDARD = "topup-standard"
 PREAPPROVED: dict[str, Any] = {
     "poll_seconds": 0.2,
     "approve_reset": True,
-    "approve_db_submit": True,
     "approved_by": "stack-tests",
 }
 # Environment of the flow runs of the test stack.

@@ -14,7 +14,7 @@ operator retry (a worker crash always needs one: nobody is left to report the ru
 states how many, and the first end state and its reason when a run had to be retried); no
 batch job submitted twice; the same output rows (step, run, path, role, sha256); nothing left
 running on the site (no queued or running job, no process in the site tree). Most scenarios run the 4-step subset ``topup-standard-steps``; one
-scenario per fault runs the full 21-step workflow.
+scenario per fault runs the full workflow (steps 1.1 - 7).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(1200)]
 DATE = "250626"  # round18, three runs
 ROUND = "round18"
 SUBSET = "topup-standard-steps-1.0.2"
-FULL = "topup-standard-1.0.0"
+FULL = "topup-standard-1.2.0"
 # Jobs and generators slow enough for a fault to land inside them, no slower.
 JOB_SECONDS = 3.0
 GENJOB_SECONDS = 3.0
@@ -284,7 +284,7 @@ MATRIX_POINTS = ["job-wait", "detached", "between-steps"]
 
 
 def deployment_for(point: str, full_at: str) -> str:
-    """The full 21-step workflow at one point of each fault, the 4-step subset elsewhere."""
+    """The full workflow (1.1 - 7) at one point of each fault, the 4-step subset elsewhere."""
     return FULL if point == full_at else SUBSET
 
 
@@ -438,7 +438,7 @@ def test_facade_restart(
                 json={
                     "user_id": "alice",
                     "workflow_name": "topup-standard",
-                    "workflow_version": "1.0.0",
+                    "workflow_version": "1.2.0",
                     "task_name": "chaos facade restart",
                     "parameters": params,
                 },

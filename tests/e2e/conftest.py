@@ -9,7 +9,7 @@
 - ``completed`` (module): one standard run created, started and followed to its end through the
   facade's HTTP API; every test of the module asserts something about that one run.
 
-Module scope: a stack with a 21-step run costs ~1.5 min, so each database gets one and pytest
+Module scope: a stack with a full run (steps 1.1 - 7) costs ~1.5 min, so each database gets one and pytest
 runs all the tests of one database before it builds the other.
 """
 
@@ -45,7 +45,7 @@ PG_BASE = "postgres@127.0.0.1:5432"
 DATE = "250624"  # round18, 19 runs: the date of the specification's examples
 ROUND = "round18"
 WORKFLOW = "topup-standard"
-VERSION = "1.0.0"
+VERSION = "1.2.0"
 USER = "e2e-operator"
 RUN_TIMEOUT = 480.0  # ~1.5 min on an idle 2-core machine
 

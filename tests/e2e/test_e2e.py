@@ -39,7 +39,7 @@ PDF_COUNT = 8
 
 
 def definition_tasks() -> dict[str, list[str]]:
-    """Step id -> the Prefect task names of that step (21 steps, 27 tasks)."""
+    """Step id -> the Prefect task names of that step (20 steps, 20 tasks: 1.1 - 7)."""
     d = load_definition(WORKFLOW, VERSION)
     return {s.id: list(s.tasks) for s in d.steps}
 
@@ -63,14 +63,14 @@ def test_facade_reports_the_run_its_outputs_and_pdfs(e2e: E2E, completed: Comple
         progress = c.get(f"/api/tasks/{completed.task_id}/progress").json()
         assert progress["status"] == "success"
         assert progress["progress_percentage"] == 100
-        assert progress["completed_steps"] == progress["total_steps"] == len(steps) == 21
+        assert progress["completed_steps"] == progress["total_steps"] == len(steps) == 20
 
         detail = c.get(f"/api/tasks/{completed.task_id}").json()["task"]
         assert detail["state_name"] == "Completed"
         assert detail["date_param"] == DATE
 
         executions = c.get(f"/api/executions/{completed.task_id}").json()["executions"]
-        # one record per task run, named by its step (step 8's seven tasks are "step8")
+        # one record per task run, named by its step
         assert Counter(e["step_name"] for e in executions) == {
             step: len(tasks) for step, tasks in steps.items()
         }
@@ -123,13 +123,13 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
     assert f"workflow:{WORKFLOW}@{VERSION}" in run.tags
     assert run.parameters["date"] == DATE and run.parameters["site"] == e2e.site
 
-    # 21 steps, every one of its tasks (step 8 has seven) completed exactly once
+    # 20 steps, every one of its tasks completed exactly once
     steps = definition_tasks()
     runs = [t for t in task_runs(e2e, completed.flow_run_id) if t.name.startswith("step")]
     counts = Counter(base_name(t) for t in runs)
     assert counts == Counter(t for ts in steps.values() for t in ts)
     assert {t.state.name for t in runs if t.state} == {"Completed"}
-    assert all(any(counts[t] for t in ts) for ts in steps.values()) and len(steps) == 21
+    assert all(any(counts[t] for t in ts) for ts in steps.values()) and len(steps) == 20
 
     by_type: dict[str, list[Any]] = {}
     for a in artifacts:
@@ -150,8 +150,8 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
     with e2e.client() as c:
         body = c.get(url)
     assert body.status_code == 200 and body.content.startswith(b"%PDF")
-    # step 8 submitted to the (simulated) offline database
-    assert e2e.sim.db_ledger()
+    # a date's run ends after the reset: nothing reached the (simulated) offline database
+    assert e2e.sim.db_ledger() == []
 
 
 def _rows(e2e: E2E, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -171,7 +171,9 @@ def test_outputs_and_facade_rows_landed_in_the_database(e2e: E2E, completed: Com
     outcomes = _rows(
         e2e, "SELECT outcome, count(*) FROM step_runs WHERE flow_run_id = ? GROUP BY outcome", fid
     )
-    assert outcomes == [("success", 27)]
+    assert outcomes == [("success", 20)]
+    verified = _rows(e2e, "SELECT status, reset_done FROM date_records WHERE date = ?", DATE)
+    assert verified == [("verified", True)] or verified == [("verified", 1)]
     pdfs = _rows(
         e2e,
         "SELECT task_name, local_path FROM step_outputs WHERE flow_run_id = ? AND role = ?",

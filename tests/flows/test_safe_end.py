@@ -8,17 +8,25 @@ failed is ``failed`` for step 0. A missing report stops the run before the reset
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prefect import tags
 
 from flows.available_dates import available_dates
+from flows.backfill import backfill
 from flows.submit_constants import submit_constants
 from flows.topup_standard import topup_standard
+from sim.db import inserted_rows
+from sim.db import submissions as sim_submissions
 from store import dates as date_store
 from store import ledger, repository
+from tests.chaos.report import record
 from tests.flows.conftest import FAST, ROUND, Driver, FlowEnv, operate, task_runs, unique_tag
+
+pytestmark = pytest.mark.safe_end
 
 HISTORY = ("250101", [85001, 85002])  # the sim's processed date (its runs open interval.txt)
 DATE = "250626"  # 3 runs: 85420 85421 85422
@@ -38,6 +46,27 @@ def _prepared(sim: Any, date: str, status: str) -> list[int]:
 
 def _inserted(sim: Any) -> list[tuple[str, str]]:
     return [(e["kind"], e["file"]) for e in sim.db_ledger()]
+
+
+def _report(scenario: str, injected: str, outcome: str, sim: Any, bad_runs: list[int]) -> None:
+    """Record the measured end state for docs/reliability.md (section "safe end")."""
+    started = sim_submissions(sim.root)
+    per_part = Counter((s["kind"], s["run_from"], s["run_to"]) for s in started)
+    rows = ledger.submissions(ROUND)
+    in_db = [r for r in inserted_rows(sim.root) if r.get("run") in set(bad_runs)]
+    record(
+        group="safe-end",
+        scenario=scenario,
+        injected=injected,
+        outcome=outcome,
+        submissions=len(started),
+        duplicate_submissions=sum(n - 1 for n in per_part.values()),
+        rows_lost=len(in_db),
+        details="ledger: "
+        + (
+            "; ".join(f"#{r.id} {r.part} {r.outcome} exit {r.exit_status}" for r in rows) or "empty"
+        ),
+    )
 
 
 def test_normal_case_is_pre_approved_and_a_second_submission_needs_submit_again(
@@ -78,6 +107,13 @@ def test_normal_case_is_pre_approved_and_a_second_submission_needs_submit_again(
     assert again.is_completed() and "skipped" in (again.message or ""), again.message
     assert len(ledger.submissions(ROUND)) == 3  # no new attempt
     assert _inserted(sim) == inserted  # nothing reached the database again
+    _report(
+        "verified round, then the same range again",
+        "second submit-constants of a fully submitted range",
+        "first: Completed, 3 parts pre-approved; second: asks 'submit again' (skip), nothing sent",
+        sim,
+        [],
+    )
 
 
 def test_runs_of_a_failed_date_are_refused_and_named(flow_env: FlowEnv) -> None:
@@ -98,6 +134,13 @@ def test_runs_of_a_failed_date_are_refused_and_named(flow_env: FlowEnv) -> None:
     assert decision and "date 250626 is failed" in decision[0].note
     assert "85420" in decision[0].note
     assert ledger.submissions(ROUND) == [] and _inserted(sim) == []
+    _report(
+        "range holds a failed date",
+        "date 250626 recorded failed, its lines in interval.txt",
+        "asks before any dry run, names the date and runs; abort -> Cancelled, nothing sent",
+        sim,
+        sim.runs(ROUND, DATE),
+    )
 
 
 def test_included_runs_lift_the_pre_approval(flow_env: FlowEnv) -> None:
@@ -119,6 +162,13 @@ def test_included_runs_lift_the_pre_approval(flow_env: FlowEnv) -> None:
     driver.check()
     assert state.is_completed(), state.message
     assert {r.approved_by for r in ledger.submissions(ROUND)} == {"carol"}
+    _report(
+        "runs of unknown origin included",
+        "history runs unknown to the store, submission pre-approved",
+        "include recorded; pre-approval lifted: 3 explicit approvals; Completed",
+        sim,
+        [],
+    )
 
 
 def test_missing_report_stops_before_the_reset_and_abort_is_cancelled(
@@ -151,13 +201,19 @@ def test_missing_report_stops_before_the_reset_and_abort_is_cancelled(
     listing = available_dates(round=ROUND)
     assert DATE in listing["failed_dates"] and DATE in listing["unprocessed_dates"]
     assert DATE not in listing["processed_dates"]
+    _report(
+        "reports not downloaded",
+        "every SFTP download fails; reset pre-approved",
+        "gate before step 7 lists the 8 missing reports; abort -> Cancelled; no reset; "
+        "date failed for step 0",
+        sim,
+        [],
+    )
 
 
 def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: FlowEnv) -> None:
     """A submission killed after inserting some rows: ledger row failed, a person decides,
     no second attempt (no Prefect retry, no policy retry)."""
-    from sim.db import submissions as sim_submissions
-
     sim = flow_env.sim
     _history_verified()
     _prepared(sim, DATE, "verified")
@@ -179,13 +235,18 @@ def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: Flo
     assert len(submit_runs) == 1 and submit_runs[0].run_count == 1  # never retried
     decided = [d for d in repository.decisions(run_id) if d.kind == "resubmit"]
     assert [(d.decision, d.decided_by) for d in decided] == [("skip", "dave")]
+    _report(
+        "real submission killed mid-way",
+        "8.1 genInsertCmd.sh -sub_switch 1 SIGKILLs itself after 1 row",
+        "ledger #1 failed (exit 137); no retry (1 task run); person asked; skip -> Completed",
+        sim,
+        [],
+    )
 
 
 def test_set_aside_removes_a_failed_dates_runs_before_anything_is_submitted(
     flow_env: FlowEnv,
 ) -> None:
-    from sim.db import inserted_rows
-
     sim = flow_env.sim
     _history_verified()
     failed = _prepared(sim, "250625", "failed")
@@ -214,6 +275,13 @@ def test_set_aside_removes_a_failed_dates_runs_before_anything_is_submitted(
     assert all(r.runs == [*HISTORY[1], *good] for r in rows) and len(rows) == 3
     in_db = {int(r["run"]) for r in inserted_rows(sim.root) if r.get("run") is not None}
     assert in_db and not in_db & set(failed)
+    _report(
+        "failed date set aside",
+        "date 250625 recorded failed, its lines in interval.txt",
+        "set_aside: lines removed (backup kept), constants to excluded/; 3 parts approved",
+        sim,
+        failed,
+    )
 
 
 def test_an_unknown_outcome_left_by_a_dead_run_is_settled_by_a_person_first(
@@ -263,3 +331,89 @@ def test_an_unknown_outcome_left_by_a_dead_run_is_settled_by_a_person_first(
         ("8.2", "submitted"),
         ("8.3", "submitted"),
     ]
+    _report(
+        "unknown outcome left by a dead run",
+        "ledger row 8.1 'unknown' from an earlier flow run",
+        "asks a person first (settled failed by hal), then 3 explicit approvals",
+        sim,
+        [],
+    )
+
+
+def test_backfill_proposes_one_submission_once_every_date_is_verified(flow_env: FlowEnv) -> None:
+    """Two dates (round17), each verified and reset; then ONE submission for the round, asked
+    for part by part although the dates' resets were pre-approved."""
+    sim = flow_env.sim
+    tag = unique_tag()
+    approve = {"decision": "approve", "name": "ivy", "note": "round17 constants"}
+    plan = [(f"step8-approve-{i}", approve) for i in (1, 2, 3)]
+    with Driver(operate(tag, plan, timeout=600)) as driver, tags(tag):
+        state = backfill(
+            round="round17", **FAST, approve_reset=True, approved_by="alice", return_state=True
+        )
+    driver.check()
+    assert state.is_completed(), state.message
+    out = state.result()
+    assert out["dates"] == ["240501", "240502"] and out["workflow_version"] == "1.2.0"
+    assert out["submission"]["proposed"] is True and out["submission"]["state"] == "COMPLETED"
+    records = {r.date: r.status for r in date_store.date_records("round17")}
+    assert records == {"240501": "verified", "240502": "verified"}
+    rows = ledger.submissions("round17")
+    both = sim.runs("round17", "240501") + sim.runs("round17", "240502")
+    assert [(r.part, r.outcome, r.approved_by) for r in rows] == [
+        ("8.1", "submitted", "ivy"),
+        ("8.2", "submitted", "ivy"),
+        ("8.3", "submitted", "ivy"),
+    ]
+    assert all(r.runs == both and r.dates == ["240501", "240502"] for r in rows)
+    _report(
+        "backfill of a round",
+        "2 dates, resets pre-approved",
+        "each date verified and reset; one submission proposed at the end, 3 parts approved",
+        sim,
+        [],
+    )
+
+
+def test_losing_the_site_during_the_approved_reset_is_a_decision(
+    flow_env: FlowEnv, sim_ssh: Any
+) -> None:
+    """The login node goes down while reset.sh runs: after the step's own retry the run
+    pauses (retry / abort) instead of failing; retry re-attaches to the same reset.sh."""
+    from prefect.flow_runs import resume_flow_run
+
+    from tests.flows.conftest import poll, runs_tagged, wait_paused
+
+    sim = flow_env.sim
+    sim.set_faults(slow={"reset.sh": 4.0})
+    ctl = Path(flow_env.settings.control_dir)
+    tag = unique_tag()
+    seen: dict[str, Any] = {}
+
+    def operator() -> None:
+        (run,) = poll(lambda: runs_tagged(tag), 120, "the run")
+        poll(lambda: list(ctl.glob(f"{run.id}.7.*")), 400, "reset.sh started", every=0.2)
+        sim_ssh.stop("login")
+        try:
+            paused = wait_paused(tag, key="step7-outage-1", timeout=240)
+            seen["paused"] = paused.id
+        finally:
+            sim_ssh.start()
+        resume_flow_run(paused.id, run_input={"action": "retry", "name": "kim"})
+
+    try:
+        with Driver(operator) as driver, tags(tag):
+            state = topup_standard(
+                date=DATE, **FAST, approve_reset=True, approved_by="alice", return_state=True
+            )
+        driver.check()
+    finally:
+        sim_ssh.start()
+    assert state.is_completed(), (state.type, state.message)
+    run_id = str(state.state_details.flow_run_id)
+    outage = [d for d in repository.decisions(run_id) if d.kind == "outage"]
+    assert [(d.decision, d.decided_by) for d in outage] == [("retry", "kim")]
+    # reset.sh ran once: one control directory, re-attached after the outage
+    assert len(list(ctl.glob(f"{run_id}.7.*"))) == 1
+    record = date_store.date_record(ROUND, DATE)
+    assert record is not None and record.status == "verified" and record.reset_done

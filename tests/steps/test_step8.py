@@ -205,22 +205,32 @@ def test_any_output_of_the_checker_fails_8_3_6(local_site: RemoteSite, sim: Any)
     assert "looks odd" in res.message
 
 
-def test_failed_submission_is_resubmitted_once_and_says_so(
+def test_failed_submission_is_never_started_again_without_naming_it(
     local_site: RemoteSite, sim: Any
 ) -> None:
     _prepare(local_site, "8.2")
     sim.set_faults(script_exit={"genInsertCmd.sh:1": 5})
     with pytest.raises(StepError) as exc:
         _submit(local_site, "8.2")
-    assert exc.value.result.message.startswith("8.2.3 InjSigTime database submission")
+    res = exc.value.result
+    assert res.message.startswith("8.2.3 InjSigTime database submission")
+    assert (res.error.code, exc.value.action) == (8101, "manual")  # never a retry code
+    failed_key = res.data["key"]
     assert sim.db_ledger() == []
     sim.set_faults(script_exit={})
-    result = _submit(local_site, "8.2")
+    # a retry (Prefect's, the policy's, a resumed run's) is refused and names the attempt
+    with pytest.raises(StepError) as again:
+        _submit(local_site, "8.2")
+    assert again.value.result.error.code == 8101 and again.value.result.data["key"] == failed_key
+    assert "never started again" in again.value.result.message
+    assert sim.db_ledger() == []
+    # a person's decision names the failed attempt: then, and only then, attempt 2 runs
+    result = _submit(local_site, "8.2", resubmit_after=failed_key)
     (sub,) = result.data["substeps"]
-    assert sub["key"].endswith("s3_submit-2") and sub["previous_attempts"]
+    assert sub["key"].endswith("s3_submit-2") and sub["previous_attempts"] == [failed_key]
     n = len(sim.db_ledger())
     assert n == 2  # one InjSigTime file per run of the range
-    _submit(local_site, "8.2")
+    _submit(local_site, "8.2")  # finished: its recorded result, nothing runs
     assert len(sim.db_ledger()) == n
 
 
