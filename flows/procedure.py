@@ -507,9 +507,17 @@ class Procedure:
             return {"check_ist": False, "exclude_runs": exclude}
 
     def outage(
-        self, step: StepDefinition, task_name: str, exc: BaseException, attempt: int
+        self,
+        step: StepDefinition,
+        task_name: str,
+        exc: BaseException,
+        attempt: int,
+        details: str = "",
     ) -> None:
-        """An approved step lost the site: ask whether to try again (it re-attaches)."""
+        """An approved step lost the site: ask whether to try again (it re-attaches).
+
+        ``attempt`` must differ per question: a pause key already answered replays its
+        answer (that is how a resumed run skips questions it asked before)."""
         self.log.warning(
             "step %s lost the site after its retries: %s: %s", step.label, type(exc).__name__, exc
         )
@@ -522,6 +530,7 @@ class Procedure:
                 "What was started on the site keeps running; **retry** re-attaches to it and "
                 "never starts a finished or failed irreversible action again. Check that the "
                 "login node answers first.\n\n- **retry**\n- **abort**: stop the run"
+                + (f"\n\n{details}" if details else "")
             ),
         )
         by = who(answer.name)

@@ -146,6 +146,7 @@ class Submitter:
         self.o = proc.o
         self.log = proc.log
         self.normal = True  # nothing unusual: a pre-approval may apply
+        self.outages = 0  # questions asked about lost connections (each its own pause key)
 
     # ------------------------------------------------------------------ the procedure
     def run(self) -> Outcome:
@@ -410,9 +411,16 @@ class Submitter:
             for r in ledger.submissions(self.o.round, part, flow_run_id=self.o.run_key)
             if (r.run_from, r.run_to) == (bounds["run_from"], bounds["run_to"])
         ]
-        attempt = len(mine) if mine and mine[-1].outcome != "failed" else len(mine) + 1
-        attempt = max(attempt, 1)
+        attempt = max(len(mine), 1)
         resubmit_after: str | None = None
+        if mine and mine[-1].outcome == "failed":
+            # this run's last attempt failed (a resumed run comes back here): ask first
+            last = mine[-1]
+            who_ = self._ask_failed(part, last, "the last attempt of this run failed")
+            if who_ is None:
+                return None
+            by, resubmit_of, resubmit_after = who_, last.id, last.remote_key
+            attempt = len(mine) + 1
         while True:
             key = submission_key(
                 self.o.run_key, part, bounds["run_from"], bounds["run_to"], attempt
@@ -459,27 +467,22 @@ class Submitter:
                     "submitted"
                 ):
                     return Outcome.WARNED
-                again = self.p._ask(
-                    ResubmitDecision,
-                    key=pause_key("step8", part, "failed", row.id),
-                    description=(
-                        f"## {part}: the real submission failed\n\n{_row_text(row)}\n\n"
-                        f"`{exc.result.message[:500]}`\n\nRemote output (tail):\n\n```\n"
-                        f"{output[-3000:]}\n```\n\n{_what_to_check(part, row)}\n\nIt is not "
-                        f"started again unless you answer **submit_again** with "
-                        f"earlier_submission = {row.id}."
-                    ),
-                )
-                who_ = self._resubmit_answer(again, row.id, part)
+                who_ = self._ask_failed(part, row, exc.result.message)
                 if who_ is None:
                     return None
-                by, resubmit_of = who_, row.id
-                resubmit_after = row.remote_key
+                by, resubmit_of, resubmit_after = who_, row.id, row.remote_key
                 attempt += 1
                 continue
             except (RemoteError, TimeoutError) as exc:
                 # the row stays unknown: the command may still be running; retry re-attaches
-                self.p.outage(self.step, task_name, exc, attempt)
+                self.outages += 1
+                self.p.outage(
+                    self.step,
+                    task_name,
+                    exc,
+                    self.outages,
+                    details=f"Ledger: {_row_text(row)}\n\n{_what_to_check(part, row)}",
+                )
                 continue
             self.p._record(self.step, task_name, result, "success")
             ledger.settle(
@@ -490,6 +493,21 @@ class Submitter:
             )
             self.log.info("%s: submitted runs %s (ledger #%s)", part, bounds, row.id)
             return Outcome.DONE
+
+    def _ask_failed(self, part: str, row: Submission, message: str) -> str | None:
+        """A failed real submission: who chose to submit again (naming it), or None (skip)."""
+        assert row.id is not None
+        answer = self.p._ask(
+            ResubmitDecision,
+            key=pause_key("step8", part, "failed", row.id),
+            description=(
+                f"## {part}: the real submission failed\n\n{_row_text(row)}\n\n"
+                f"`{message[:500]}`\n\nRemote output (tail):\n\n```\n{row.output[-3000:]}\n```"
+                f"\n\n{_what_to_check(part, row)}\n\nIt is not started again unless you "
+                f"answer **submit_again** with earlier_submission = {row.id}."
+            ),
+        )
+        return self._resubmit_answer(answer, row.id, part)
 
 
 def _task(part: str, phase: str) -> str:

@@ -396,6 +396,11 @@ def dates(
     console.print(table)
     todo = [r["date"] for r in rows if r.get("status") == "unprocessed"]
     console.print(f"unprocessed: {', '.join(todo) if todo else 'none'}")
+    failed = [r["date"] for r in rows if r.get("status") == "failed"]
+    if failed:
+        console.print(
+            f"failed (their last run failed or was aborted; a backfill runs them again): {', '.join(failed)}"
+        )
 
 
 # ------------------------------------------------------------------------ backfill
