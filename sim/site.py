@@ -201,6 +201,7 @@ class SimSite:
             "calib_const_root": str(self.calib_const_root),
             "check_db_alg_dir": str(self.check_db_alg_dir),
             "control_dir": str(self.control_dir),
+            "batch_query_cmd": str(self.bin_dir / "hep_q"),
             "boss_version": self.layout.boss_version,
         }
         if transport == "local":
@@ -582,7 +583,7 @@ class _Builder:
         size = self.layout.raw_file_bytes
         for run in spec.runs:
             for stream in self.layout.streams:
-                name = f"run_00{run}_{stream}_file001_SFO-1.raw"
+                name = f"run_{run:07d}_{stream}_file001_SFO-1.raw"  # as BESIII names them
                 head = f"BESIII raw data (simulated) run {run} stream {stream}\n".encode()
                 (d / name).write_bytes((head * (size // len(head) + 1))[:size])
 

@@ -6,7 +6,8 @@ situation to a code is ours (the codes the dictionary *intends*, not the legacy 
 
 API (stable, used by every step module):
 
-- ``ERRORS: Mapping[int, ErrorInfo]`` — all 156 entries, keyed by code;
+- ``ERRORS: Mapping[int, ErrorInfo]`` — the 156 legacy entries and ours (``ADDED_CODES``:
+  crash, held job and missing-job-file codes of the batch waits), keyed by code;
 - ``error(code) -> ErrorInfo`` — the entry (a copy); an unknown code gives 103 UNKNOWN_ERROR
   with action ``"ai"`` and a message naming the unknown code;
 - ``step_of(code) -> str | None`` — the step the code belongs to (``"gen"``, ``"1.1"`` … ``"8"``);
@@ -576,11 +577,100 @@ _TABLE: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
     ),
 )
 
+# Our additions (not in the legacy dictionary): the legacy codes of the batch waits say
+# TIMEOUT for every incomplete run, and ``retry``. A job that crashed, a job the batch system
+# holds and a run the generator made no job file for are not fixed by waiting or retrying:
+# they get their own names and go to an operator (``manual``) with the evidence at once.
+# The TIMEOUT codes keep their legacy meaning: jobs still queued or running at the limit.
+_ADDED: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
+    (
+        110,
+        "gen",
+        "BATCH_JOB_HELD",
+        "manual",
+        "error",
+        "the batch system holds jobs (hep_q state H): release or remove them",
+    ),
+    (
+        1114,
+        "1.1",
+        "STEP1_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their outputs or with a failure in their logs",
+    ),
+    (
+        1115,
+        "1.1",
+        "STEP1_1_RUNS_WITHOUT_JOB_FILE",
+        "manual",
+        "error",
+        "genJob.sh made no rec{run}_1.txt for some runs of the date",
+    ),
+    (
+        2108,
+        "2.1",
+        "STEP2_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their ntuples or with a failure in their logs",
+    ),
+    (
+        3107,
+        "3.1",
+        "STEP3_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their shield files or with a failure in their logs",
+    ),
+    (
+        4106,
+        "4.1",
+        "STEP4_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their outputs or with a failure in their logs",
+    ),
+    (
+        4107,
+        "4.1",
+        "STEP4_1_RUNS_WITHOUT_JOB_FILE",
+        "manual",
+        "error",
+        "genJob.sh made no run_{run}_4.txt for some runs of the date",
+    ),
+    (
+        5107,
+        "5.1",
+        "STEP5_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their plots or with a failure in their logs",
+    ),
+    (
+        6105,
+        "6.1",
+        "STEP6_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their PNG/ROOT or with a failure in their logs",
+    ),
+    (
+        6106,
+        "6.1",
+        "STEP6_1_RUNS_WITHOUT_JOB_FILE",
+        "manual",
+        "error",
+        "genJob.sh made no ETScut_check_{run}.txt for some runs of the date",
+    ),
+)
+ADDED_CODES: frozenset[int] = frozenset(row[0] for row in _ADDED)
+
 
 def _build() -> tuple[Mapping[int, ErrorInfo], Mapping[int, str]]:
     infos: dict[int, ErrorInfo] = {}
     steps: dict[int, str] = {}
-    for code, step, name, action, severity, message in _TABLE:
+    for code, step, name, action, severity, message in (*_TABLE, *_ADDED):
         if code in infos:
             raise RuntimeError(f"duplicate error code {code}")
         infos[code] = ErrorInfo(
