@@ -254,10 +254,10 @@ class SimSite:
             return None
 
     def active_jobs(self) -> list[dict[str, Any]]:
-        """Jobs idle or running (what ``hep_q`` lists), oldest first.
+        """Jobs idle, held or running (what ``hep_q`` lists), oldest first.
 
-        Idle: submitted, not yet claimed by the scheduler. Running: claimed by a scheduler
-        process that is still alive.
+        Idle: submitted, not yet claimed by the scheduler. Held: the ``held`` fault. Running:
+        claimed by a scheduler process that is still alive.
         """
         out = []
         for job_dir in self._job_dirs():
@@ -270,7 +270,7 @@ class SimSite:
                 pid = self._read_int(job_dir / "pid")
                 if pid is None or _pid_state(pid) in ("", "Z") or not self._owns(pid):
                     continue
-            elif state != "I":
+            elif state not in ("I", "H"):
                 continue
             spec.update(state=state, id=job_dir.name)
             out.append(spec)
@@ -314,7 +314,7 @@ class SimSite:
                 state = (job_dir / "state").read_text().strip()
             except OSError:
                 continue
-            if state not in ("I", "R"):
+            if state not in ("I", "R", "H"):
                 continue
             (job_dir / "state").write_text("X\n")
             pgid = self._read_int(job_dir / "proc")
