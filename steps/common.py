@@ -35,13 +35,28 @@ Stable API (other step modules import these names):
   ``RemoteTimeout`` on overrun; ``round`` as for ``submit_once``.
 - ``wait_detached(site, key, timeout, poll=1.0) -> Detached`` — wait with back-off (50 ms
   doubling up to ``poll``); ``RemoteTimeout`` on overrun.
+- ``step_jobs_file(site, run_key, step) -> str`` — ``<control_dir>/<run_key>.<step>.jobs``,
+  the cluster ids one step submitted (written by ``record_detached_jobs``).
 - ``wait_for_outputs(site, directory, expected, *, anomalies, failure_logs, max_wait_minutes,
-  poll_seconds, stop_on_anomaly=True, stop_when_only_failed=True, end_markers=None)
-  -> (PollReport, timed_out)``.
+  poll_seconds, stop_on_anomaly=True, stop_when_only_failed=True, end_markers=None,
+  tree=False, jobs_file=None, job_files=None) -> (PollReport, timed_out)`` — with
+  ``jobs_file`` + ``job_files`` (run → job file names) each poll also reads the batch
+  system's job states (still ONE command per cycle).
+- ``poll_outputs(...)`` — one such poll; ``apply_job_states(report, job_files)`` folds the
+  batch answer in (``report.job_states``: running / held / ended).
+- ``held_runs(report)``, ``running_runs(report)`` — incomplete runs by batch state.
+- ``fail_incomplete(site, step, report, *, directory, logs, end_markers, crash_code,
+  timeout_code, timed_out, max_wait_minutes, total, data, **fields) -> NoReturn`` — the
+  classification of an incomplete wait: crash → ``crash_code`` (manual, with
+  ``crash_evidence``), held → 110 (manual), else ``timeout_code`` (retry).
+- ``crash_evidence(site, directory, logs) -> {run: ["log: line", ...]}`` — ONE command.
+- ``missing_job_files(runs, without, found) -> JobFileGap`` — the evidence for runs without
+  a job file (names found, run numbers cut by the site's script).
 - ``poll_tree(site, directory, expected, *, anomalies=(), failure_logs=None) -> PollReport`` —
   ``poll_files`` for exact names in sub-directories (``{run}/hist{run}_{id}.root``), ONE command.
-- ``run_failures(report, end_markers=None) -> dict[str, str]`` — runs known to have failed
-  (failure line in their logs, or every end marker present while still incomplete).
+- ``run_failures(report, end_markers=None) -> dict[str, str]`` — runs known to have failed:
+  with batch states, incomplete runs whose jobs have all ended; else a failure line in their
+  logs, or every end marker present while still incomplete.
 - ``merge_pngs(site, directory, pngs, pdf_name, timeout=600) -> CommandResult`` and
   ``merge_png_sets(site, directory, [(pngs, pdf_name), ...], timeout=600) -> CommandResult`` —
   the SL6-container ``convert`` heredoc with an explicit, validated file list.
