@@ -248,7 +248,7 @@ def run_stage(
     ends = {str(r): [stage.out_log(r)] for r in runs}
     batch = {
         "jobs_file": step_jobs_file(site, run_key, stage.key_step),
-        "job_files": {str(r): [stage.job(r)] for r in runs},
+        "job_files": {str(r): [stage.job(r)] for r in sorted(job_runs | set(runs))},
     }
 
     if sub is not None and not sub.started:

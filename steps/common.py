@@ -466,10 +466,15 @@ def poll_tree(
     log_words = " ".join(q(n) for r in runs for n in logs[r])
     grep = f"grep -a -s -m1 -H -Z -E -e {q(failure_regex)} -- {log_words}" if log_words else "true"
     batch = batch_script(jobs_file, site.settings.batch_query_cmd) + "\n" if jobs_file else ""
-    cmd = batch + (
-        f"cd -- {qpath(directory)} 2>/dev/null || {{ printf 'NODIR\\0'; exit 0; }}; "
-        f"find . -mindepth 1 -maxdepth {depth} -type f -printf '%s\\t%P\\0'; "
-        f"printf 'GREP\\0'; {grep}; exit 0"
+    # labelled like poll_files' script, so the history (and the bench) knows a poll cycle
+    cmd = (
+        f"# topup: poll of {validate.path(directory)} (tree)\n"
+        + batch
+        + (
+            f"cd -- {qpath(directory)} 2>/dev/null || {{ printf 'NODIR\\0'; exit 0; }}; "
+            f"find . -mindepth 1 -maxdepth {depth} -type f -printf '%s\\t%P\\0'; "
+            f"printf 'GREP\\0'; {grep}; exit 0"
+        )
     )
     res = site.run(cmd)
     report = PollReport(directory=directory)
@@ -527,7 +532,9 @@ def apply_job_states(report: PollReport, job_files: Mapping[str, Sequence[str]])
     """Fold the batch system's answer into ``report`` (in place; returned for chaining).
 
     ``job_files``: run → its job file names, as the batch listing names them (a job's line
-    is matched to a run by one of these words). Sets ``report.job_states[run]``:
+    is matched to a run by one of these words); runs not in the report may be given too
+    (jobs the step also made, e.g. for other dates' hist files): their lines are known and
+    then ignored. Sets ``report.job_states[run]``:
     ``running`` (a job of the run idle or running), ``held`` (a job held, none running),
     ``ended`` (none of the run's jobs left in the queue). A queued job of ours that names
     no known job file makes every run without a known state ``running``: it may be theirs.
@@ -538,19 +545,19 @@ def apply_job_states(report: PollReport, job_files: Mapping[str, Sequence[str]])
     batch = report.batch
     if batch is None or not batch.ok:
         return report
-    names = {str(r): {n for n in job_files.get(str(r), [])} for r in report.complete}
-    names.update({str(r): set(job_files.get(str(r), [])) for r in report.incomplete})
-    states: dict[str, str] = dict.fromkeys(names, "ended")
+    owner = {name: str(r) for r, names in job_files.items() for name in names}
+    states: dict[str, str] = dict.fromkeys(
+        (str(r) for r in [*report.complete, *report.incomplete]), "ended"
+    )
     unknown_active = False
     for job in batch.jobs.values():
         if job.state not in ACTIVE_STATES and job.state != HELD_STATE:
             continue  # completed / removed: leaving the queue
-        words = set(re.split(r"[\s()/,]+", job.line))
-        runs = [r for r, ns in names.items() if ns & words]
+        runs = {owner[w] for w in re.split(r"[\s()/,]+", job.line) if w in owner}
         if not runs:
             unknown_active = True
             continue
-        for r in runs:
+        for r in runs & states.keys():  # a known job of a run not waited for: not ours
             if job.state in ACTIVE_STATES:
                 states[r] = "running"
             elif states[r] != "running":

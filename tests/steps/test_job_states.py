@@ -22,7 +22,9 @@ import pytest
 
 from sim import users
 from sim.layout import DateSpec, default_layout
+from steps.common import apply_job_states, run_failures
 from steps.config import SiteSettings
+from steps.remote.polling import BatchJob, BatchQuery, PollReport
 from steps.remote.site import RemoteSite
 from steps.results import StepError, StepResult
 from steps.step1_first_jobs import first_jobs
@@ -212,3 +214,43 @@ def test_six_digit_runs_without_job_file_go_to_an_operator_at_once(
     assert res.data["job_files_found"] == ["rec23456_1.txt", "rec23457_1.txt"]
     assert res.data["run_numbers_cut"] == {"123456": [23456], "123457": [23457]}
     assert "123456 -> 23456" in res.message and "rec23456_1.txt" in res.message
+
+
+# --------------------------------------------------------------------------- the mapping
+
+
+def _report(lines: list[str], complete: list[str], incomplete: list[str]) -> PollReport:
+    jobs = {}
+    for line in lines:
+        job_id, _, rest = line.strip().partition(" ")
+        jobs[job_id] = BatchJob(id=job_id, state=rest.split()[0], line=line)
+    return PollReport(
+        directory="/d",
+        complete=complete,
+        incomplete=incomplete,
+        batch=BatchQuery(ok=True, clusters=[1, 2, 3], jobs=jobs),
+    )
+
+
+def test_queue_lines_are_mapped_to_runs_by_job_file() -> None:
+    files = {"1": ["run_1_3.txt"], "2": ["run_2_3.txt"], "3": ["run_3_3.txt"], "9": ["run_9_3.txt"]}
+    report = _report(
+        ["1.0 R run_1_3.txt (/d)", "2.0 H run_2_3.txt (/d)", "3.0 R run_9_3.txt (/d)"],
+        complete=["1"],
+        incomplete=["2", "3"],
+    )
+    apply_job_states(report, files)
+    # run 1's files are there but its job still runs: not complete yet; 9 is not waited for
+    assert report.job_states == {"1": "running", "2": "held", "3": "ended"}
+    assert report.complete == [] and sorted(report.incomplete) == ["1", "2", "3"]
+    assert run_failures(report) == {"3": "job ended without output: ?"}
+
+    # a queued job of ours that names no job file may be any run's: nothing counts as ended
+    odd = _report(["1.0 R boss.exe"], complete=[], incomplete=["2", "3"])
+    apply_job_states(odd, files)
+    assert odd.job_states == {"2": "running", "3": "running"} and run_failures(odd) == {}
+
+    # the query failed: the files alone judge, nothing is changed
+    failed = PollReport(directory="/d", complete=["1"], batch=BatchQuery(ok=False, error="x"))
+    apply_job_states(failed, files)
+    assert failed.job_states == {} and failed.complete == ["1"]
