@@ -216,6 +216,23 @@ def test_six_digit_runs_without_job_file_go_to_an_operator_at_once(
     assert "123456 -> 23456" in res.message and "rec23456_1.txt" in res.message
 
 
+def test_six_digit_runs_in_step_2_1_show_the_directories_made(
+    six_digit_sim: Any, tmp_path: Path
+) -> None:
+    six_digit_sim.set_faults(**FAST)
+    six_digit_sim.prepare("250628", ROUND, through="1")
+    for s in open_remote(six_digit_sim.settings(), tmp_path / "downloads"):
+        with pytest.raises(StepError) as exc:
+            second_jobs(s, date="250628", round=ROUND, run_key="rk", **WAIT)
+    res = exc.value.result
+    assert res.error.code == 2105 and exc.value.action == "manual"
+    assert res.data["run_numbers_cut"] == {"123456": [23456], "123457": [23457]}
+    assert res.data["job_files_found"] == [
+        f"{r}/rec{r}_{i}" for r in (23456, 23457) for i in range(JOBS_PER_RUN)
+    ]
+    assert "123456 -> 23456" in res.message
+
+
 # --------------------------------------------------------------------------- the mapping
 
 
