@@ -164,7 +164,7 @@ def first_jobs(
     logs = {str(r): _logs(r) for r in runs}
     batch = {
         "jobs_file": step_jobs_file(site, run_key, "1_1"),
-        "job_files": {str(r): [_job_file(r)] for r in runs},
+        "job_files": {str(r): [_job_file(r)] for r in sorted(set(runs) | set(job_runs))},
     }
 
     # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.

@@ -87,7 +87,8 @@ def _failed_jobs(
     site: RemoteSite, date_dir: str, report: PollReport, jobs: Jobs, failed_runs: list[int]
 ) -> dict[tuple[int, int], str]:
     """Which jobs of the failed runs failed: a failure line in their logs (one grep for all),
-    or their log present while their ntuple is missing or empty."""
+    or their log present — or, by the batch system's word, the run's jobs all ended — while
+    their ntuple is missing or empty."""
     out: dict[tuple[int, int], str] = {}
     if not failed_runs:
         return out
@@ -98,13 +99,15 @@ def _failed_jobs(
         + " 2>/dev/null; exit 0"
     )
     flagged = set(res.stdout.split())
+    states = {str(k): v for k, v in report.job_states.items()}
     for r in failed_runs:
         present = report.present.get(str(r), {})
+        ended = states.get(str(r)) == "ended"
         for i in jobs[r]:
             hist = f"{r}/hist{r}_{i}.root"
             if _err(r, i) in flagged or _log(r, i) in flagged:
                 out[(r, i)] = "failure in its logs"
-            elif _log(r, i) in present and not present.get(hist):
+            elif (ended or _log(r, i) in present) and not present.get(hist):
                 out[(r, i)] = "ended without ntuple"
     return out
 
@@ -193,7 +196,7 @@ def second_jobs(
     end_markers = {str(r): [_log(r, i) for i in jobs[r]] for r in runs}
     batch = {
         "jobs_file": step_jobs_file(site, run_key, "2_1"),
-        "job_files": {str(r): [_job(r, i) for i in jobs[r]] for r in runs},
+        "job_files": {str(r): [_job(r, i) for i in ids] for r, ids in jobs.items()},
     }
 
     # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.
