@@ -13,6 +13,7 @@ Issue 11 part 3 and issue 13 part 3, on the real sshd pair (``site``) where it m
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,10 +74,13 @@ def _polls(site: RemoteSite) -> list[str]:
 # --------------------------------------------------------------------------- crashes
 
 
-def test_crash_with_an_error_line_goes_to_an_operator_at_once(site: RemoteSite, sim: Any) -> None:
+def test_crash_with_an_error_line_goes_to_an_operator_at_once(
+    site: RemoteSite, sim: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     # The crash line matches none of the legacy failure patterns: only the batch system's
     # word (the job has left the queue) and the empty outputs tell that it crashed.
     sim.set_faults(crash={"1": [85421]}, crash_line="Error: cannot allocate 4096 MB")
+    caplog.set_level(logging.WARNING, logger="topup.steps")
     start = time.monotonic()
     with pytest.raises(StepError) as exc:
         first_jobs(site, date=DATE, round=ROUND, run_key="rk", max_wait_minutes=2, poll_seconds=1)
@@ -95,6 +99,10 @@ def test_crash_with_an_error_line_goes_to_an_operator_at_once(site: RemoteSite, 
         *res.data["evidence"]["85421"][1:],
     ]
     assert "rec85421_1.txt.bosserr: Error: cannot allocate 4096 MB" in res.message
+    # the log says it too, once, at WARNING, with the code's name
+    (line,) = [r.getMessage() for r in caplog.records if "STEP1_1_JOBS_CRASHED" in r.getMessage()]
+    assert line.startswith("step 1.1: [1114 STEP1_1_JOBS_CRASHED] 1/3 runs crashed: [85421]")
+    assert "Error: cannot allocate 4096 MB" in line
     # every poll asked the batch system first, in the same command as the files
     assert _polls(site) and all("printf 'BATCH" in c for c in _polls(site))
 
