@@ -131,7 +131,7 @@ def test_still_running_job_is_retried_by_reattaching_never_resubmitted(
     # Its logs exist from the start (shared filesystem): files alone would call it ended.
     sim.set_faults(logs_at_start=True, never_finish={"3": [85422]})
     with pytest.raises(StepError) as exc:
-        _run_3_1(site, max_wait_minutes=0.05)
+        _run_3_1(site, max_wait_minutes=0.1)
     res = exc.value.result
     assert res.error.code == 3105 and exc.value.action == "retry"  # transient: retried
     assert res.runs_incomplete == [85422] and res.data["timed_out"] is True
@@ -161,7 +161,7 @@ def test_logs_at_start_without_the_batch_system_would_fail_early(
 ) -> None:
     """The control case: the same site, hep_q unusable → files alone judge, and a log
     present without outputs reads as a crash. This is what the batch state prevents."""
-    sim.set_faults(**{**FAST, "job_seconds": 3.0}, logs_at_start=True)
+    sim.set_faults(**{**FAST, "job_seconds": 5.0}, logs_at_start=True)
     put_hists(sim)
     broken = local_settings.model_copy(update={"batch_query_cmd": "/nonexistent/hep_q"})
     for s in open_remote(broken, tmp_path / "downloads"):
