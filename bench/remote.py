@@ -2,8 +2,9 @@
 legacy engine's way (one ``ls`` per file per run, one session per task).
 
 Poll cycle: a stage directory with N runs × 6 expected files (+ 1 failure log per run) is
-polled once with ``RemoteSite.poll_files`` and once the legacy way, counted by the remote
-layer's hook. Flow run: the 21-step flow on a fresh tree with the new engine, then with the
+polled once with ``RemoteSite.poll_files`` — as the waits do it, asking the batch system
+(``hep_q``) about the step's N recorded jobs in the same command — and once the legacy way,
+counted by the remote layer's hook. Flow run: the 21-step flow on a fresh tree with the new engine, then with the
 legacy engine; sessions are counted by the client and cross-checked in both sshd logs.
 """
 
@@ -23,6 +24,16 @@ from steps.remote.site import RemoteSite
 
 RUN_COUNTS = (1, 19, 100)
 FILES = ("hist{r}.root", "Interval{r}.png", "cnt{r}.txt", "ist{r}.txt", "job{r}.out", "{r}.log")
+
+
+def _jobs_file(root: str, runs: int) -> str:
+    """The step's recorded cluster ids (one per run), as ``common.step_jobs_file`` holds."""
+    from pathlib import Path
+
+    path = Path(root) / f"bench-poll-{runs}.jobs"
+    path.write_text("".join(f"{52100000 + i}\n" for i in range(runs)))
+    users.chown_tree(path, "topup")
+    return str(path)
 
 
 def _stage(root: str, runs: int) -> tuple[str, dict[int, list[str]], dict[int, list[str]]]:
@@ -54,6 +65,7 @@ def poll_cycles(repeat: int, say: Callable[[str], None]) -> list[dict]:
             site.run("true")  # the session is open before counting
             for runs in RUN_COUNTS:
                 directory, expected, logs = _stage(str(bench_site.sim.root), runs)
+                jobs = _jobs_file(str(bench_site.sim.root), runs)
                 new_cmds, old_cmds, new_t, old_t = [], [], [], []
                 for _ in range(repeat):
                     for legacy in (False, True):
@@ -63,7 +75,10 @@ def poll_cycles(repeat: int, say: Callable[[str], None]) -> list[dict]:
                             if legacy:
                                 report = legacy_poll(site, directory, expected, (), logs)
                             else:
-                                report = site.poll_files(directory, expected, (), logs)
+                                report = site.poll_files(
+                                    directory, expected, (), logs, jobs_file=jobs
+                                )
+                                assert report.batch is not None and report.batch.ok, report
                             spent = time.perf_counter() - t0
                         assert sorted(report.complete) == sorted(expected), report
                         (old_cmds if legacy else new_cmds).append(len(rec.of("command")))

@@ -53,6 +53,18 @@ class Faults(BaseModel):
     fail: dict[str, list[int]] = Field(default_factory=dict)
     # stage -> runs: outputs written with size 0, logs normal.
     empty_output: dict[str, list[int]] = Field(default_factory=dict)
+    # stage -> runs: the job crashes: its outputs are left empty (opened, never written), its
+    # error log (.bosserr / .err.<id>) gets `crash_line`, its log stops before the end.
+    crash: dict[str, list[int]] = Field(default_factory=dict)
+    crash_line: str = "terminate called after throwing an instance of 'std::bad_alloc'"
+    # stage -> runs: the batch system holds the job (hep_q state H) until hep_rm.
+    held: dict[str, list[int]] = Field(default_factory=dict)
+    # Jobs write their logs (.bosslog/.bosserr, .out.<id>/.err.<id>) when they START, as a
+    # shared filesystem may show them, instead of when they end.
+    logs_at_start: bool = False
+    # DataValid/genJob.sh (step 2.1) submits one array per run, as the real generator does:
+    # `boss.condor -g offlinerun -n N rec{run}_'%{ProcId}'` (one cluster, procs 0..N-1).
+    array_jobs: bool = False
     # run -> interval value of the step-1 job (all three fields), or [before, from_db, after].
     ist: dict[str, int | list[int]] = Field(default_factory=dict)
     # Dates whose step-1 jobs also write Interval_run0.png.
@@ -103,7 +115,7 @@ class Faults(BaseModel):
             out[str(name)] = int(rows)
         return out
 
-    @field_validator("never_finish", "fail", "empty_output", mode="before")
+    @field_validator("never_finish", "fail", "empty_output", "crash", "held", mode="before")
     @classmethod
     def _stages(cls, v: Any) -> dict[str, list[int]]:
         return _stage_map(v)
@@ -120,6 +132,13 @@ class Faults(BaseModel):
             else:
                 out[str(int(run))] = int(value)
         return out
+
+    @field_validator("crash_line")
+    @classmethod
+    def _line(cls, v: str) -> str:
+        if "\n" in v or "\x00" in v or not v.strip():
+            raise ValueError("crash_line is one non-empty line")
+        return v
 
     @field_validator("interval_run0", mode="before")
     @classmethod

@@ -49,10 +49,11 @@ class DateSpec(BaseModel):
     @field_validator("runs")
     @classmethod
     def _runs(cls, v: list[int]) -> list[int]:
-        # genJob.sh takes 5 characters at offset 6 of the raw file name: only 5-digit runs work.
+        # genJob.sh takes 5 characters at offset 6 of the raw file name: only 5-digit runs
+        # work. 6-digit runs are allowed to reproduce that (the site's scripts unchanged).
         for run in v:
-            if not 10000 <= run <= 99999:
-                raise ValueError(f"run numbers must have 5 digits, got {run}")
+            if not 10000 <= run <= 999999:
+                raise ValueError(f"run numbers must have 5 or 6 digits, got {run}")
         return sorted(set(v))
 
 

@@ -201,6 +201,7 @@ class SimSite:
             "calib_const_root": str(self.calib_const_root),
             "check_db_alg_dir": str(self.check_db_alg_dir),
             "control_dir": str(self.control_dir),
+            "batch_query_cmd": str(self.bin_dir / "hep_q"),
             "boss_version": self.layout.boss_version,
         }
         if transport == "local":
@@ -253,10 +254,10 @@ class SimSite:
             return None
 
     def active_jobs(self) -> list[dict[str, Any]]:
-        """Jobs idle or running (what ``hep_q`` lists), oldest first.
+        """Jobs idle, held or running (what ``hep_q`` lists), oldest first.
 
-        Idle: submitted, not yet claimed by the scheduler. Running: claimed by a scheduler
-        process that is still alive.
+        Idle: submitted, not yet claimed by the scheduler. Held: the ``held`` fault. Running:
+        claimed by a scheduler process that is still alive.
         """
         out = []
         for job_dir in self._job_dirs():
@@ -269,7 +270,7 @@ class SimSite:
                 pid = self._read_int(job_dir / "pid")
                 if pid is None or _pid_state(pid) in ("", "Z") or not self._owns(pid):
                     continue
-            elif state != "I":
+            elif state not in ("I", "H"):
                 continue
             spec.update(state=state, id=job_dir.name)
             out.append(spec)
@@ -313,7 +314,7 @@ class SimSite:
                 state = (job_dir / "state").read_text().strip()
             except OSError:
                 continue
-            if state not in ("I", "R"):
+            if state not in ("I", "R", "H"):
                 continue
             (job_dir / "state").write_text("X\n")
             pgid = self._read_int(job_dir / "proc")
@@ -582,7 +583,7 @@ class _Builder:
         size = self.layout.raw_file_bytes
         for run in spec.runs:
             for stream in self.layout.streams:
-                name = f"run_00{run}_{stream}_file001_SFO-1.raw"
+                name = f"run_{run:07d}_{stream}_file001_SFO-1.raw"  # as BESIII names them
                 head = f"BESIII raw data (simulated) run {run} stream {stream}\n".encode()
                 (d / name).write_bytes((head * (size // len(head) + 1))[:size])
 

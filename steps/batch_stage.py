@@ -8,10 +8,18 @@ job-file name and the files a finished job leaves; the rules are the same for al
   cleanup runs only before that first start; a retry re-attaches instead of submitting again;
 - the runs waited for are THIS date's runs (raw files in ``DATA/{date}``), not whatever
   ``hist*.root`` the generator found (old hist files only add extra jobs, reported as such);
-- one poll command per cycle for all runs, with a limit; a run is complete when its outputs
-  are present and non-empty and its batch log exists without a failure line;
-- a retry resubmits, one by one, only the runs known to have failed (``hep_sub`` of that run's
-  job file, key ``{run_key}.{step}.resub-{run}[-n]``), after removing their stale outputs.
+- one poll command per cycle for all runs, with a limit, that also asks the batch system
+  (``hep_q``) for the state of the jobs this step submitted; a run is complete when its
+  outputs are present and non-empty, its batch log exists without a failure line and none
+  of its jobs is left in the queue;
+- failures are classified before anything is retried: a run whose job ended without its
+  outputs or with a failure line (a crash), a job the batch system holds, and a run without
+  a job file are not fixed by retrying: ``manual`` codes with the evidence (the failing log
+  lines, the job files found), at once. Only jobs still queued or running at the limit give
+  the stage's TIMEOUT code (``retry``), and a retry re-attaches to them;
+- a retry resubmits, one by one, only the runs known to have failed (ended without output:
+  ``hep_sub`` of that run's job file, key ``{run_key}.{step}.resub-{run}[-n]``), after
+  removing their stale outputs; a job still queued or running is never touched.
 """
 
 from __future__ import annotations
@@ -26,8 +34,12 @@ from steps.common import (
     Submission,
     check_inputs,
     fail,
+    fail_incomplete,
     file_records,
+    missing_job_files,
+    poll_outputs,
     run_failures,
+    step_jobs_file,
     step_logger,
     submit_once,
     wait_for_outputs,
@@ -38,6 +50,10 @@ from steps.remote.validate import q, qpath
 from steps.results import StepResult
 
 MIN = 60.0
+# Our codes (steps/errors.py ADDED_CODES): jobs that crashed, and runs genJob.sh made no job
+# file for where the legacy code says retry (3.1 and 5.1 have manual legacy codes).
+CRASH_CODES = {"3.1": 3107, "4.1": 4106, "5.1": 5107, "6.1": 6105}
+MISSING_JOB_CODES = {"4.1": 4107, "6.1": 6106}
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,15 @@ class JobStage:
     @property
     def key_step(self) -> str:
         return self.step.replace(".", "_")
+
+    @property
+    def crash_code(self) -> int:
+        return CRASH_CODES.get(self.step, self.timeout_code)
+
+    @property
+    def missing_job_code(self) -> int:
+        """After a successful genJob.sh: a run without job file is for an operator."""
+        return MISSING_JOB_CODES.get(self.step, self.no_job_files_code)
 
     def job(self, run: int) -> str:
         return self.job_file.format(run=run)
@@ -84,13 +109,13 @@ def genjob_ok(d: Detached) -> bool:
     return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
 
 
-def _job_file_runs(site: RemoteSite, stage: JobStage, directory: str) -> set[int] | None:
-    """Runs having a job file in ``directory`` (one ``ls``); None when the listing fails."""
+def _job_files(site: RemoteSite, stage: JobStage, directory: str) -> dict[int, str]:
+    """Job files in ``directory`` by run (one ``ls``); empty when the listing fails."""
     res = site.run(f"cd {qpath(directory)} && ls -1")
     if not res.ok:
-        return None
+        return {}
     rx = stage.job_file_re()
-    return {int(m.group(1)) for m in map(rx.match, res.stdout.split()) if m}
+    return {int(m.group(1)): m.group(0) for m in map(rx.match, res.stdout.split()) if m}
 
 
 def _resubmit_failed(
@@ -185,21 +210,23 @@ def run_stage(
                 **base,
             )
 
-    job_runs = _job_file_runs(site, stage, directory)
-    without_job = sorted(set(runs) - (job_runs or set()))
+    found = _job_files(site, stage, directory)
+    job_runs = set(found)
+    without_job = sorted(set(runs) - job_runs)
     if without_job:
-        code = stage.no_job_files_code if submit_job else stage.no_job_files_skip_code
+        code = stage.missing_job_code if submit_job else stage.no_job_files_skip_code
         hint = "" if submit_job else " (submit_job=False: submit first)"
+        gap = missing_job_files(runs, without_job, {r: [n] for r, n in found.items()})
         fail(
             step,
             code,
             f"no job file {stage.job_file} for runs {without_job} in {directory}{hint}; "
-            "is HIST/hist{run}.root there?",
+            f"{gap.text or 'is HIST/hist{run}.root there?'}",
             runs_incomplete=without_job,
-            data={**data, "runs_without_job_file": without_job},
+            data={**data, **gap.data},
             **base,
         )
-    extra = sorted((job_runs or set()) - set(runs))
+    extra = sorted(job_runs - set(runs))
     if extra:
         # hist*.root of earlier dates still in HIST (reset not run): their jobs run too.
         step_logger().warning("%s: jobs also for runs not of %s: %s", step, date, extra)
@@ -219,9 +246,13 @@ def run_stage(
     expected = {str(r): stage.expected(r) for r in runs}
     logs = {str(r): stage.logs(r) for r in runs}
     ends = {str(r): [stage.out_log(r)] for r in runs}
+    batch = {
+        "jobs_file": step_jobs_file(site, run_key, stage.key_step),
+        "job_files": {str(r): [stage.job(r)] for r in sorted(job_runs | set(runs))},
+    }
 
     if sub is not None and not sub.started:
-        report = site.poll_files(directory, expected, failure_logs=logs)
+        report = poll_outputs(site, directory, expected, failure_logs=logs, **batch)
         failed = run_failures(report, ends)
         if failed:
             data["resubmitted"] = _resubmit_failed(
@@ -243,21 +274,25 @@ def run_stage(
         max_wait_minutes=max_wait_minutes,
         poll_seconds=poll_seconds,
         end_markers=ends,
+        **batch,
     )
     complete = sorted(int(r) for r in report.complete)
     incomplete = sorted(int(r) for r in report.incomplete)
     fields: dict[str, Any] = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
     if incomplete:
-        failures = run_failures(report, ends)
-        inc = {str(r) for r in incomplete}
-        missing = {str(k): v for k, v in report.missing.items() if str(k) in inc}
-        why = f"not complete within {max_wait_minutes} min" if timed_out else "jobs failed"
-        fail(
+        fail_incomplete(
+            site,
             step,
-            stage.timeout_code,
-            f"{len(incomplete)}/{len(runs)} runs {why}: {incomplete}"
-            + (f"; failed: {sorted(int(r) for r in failures)}" if failures else ""),
-            data={**data, "missing": missing, "failed": failures, "timed_out": timed_out},
+            report,
+            directory=directory,
+            logs=logs,
+            end_markers=ends,
+            crash_code=stage.crash_code,
+            timeout_code=stage.timeout_code,
+            timed_out=timed_out,
+            max_wait_minutes=max_wait_minutes,
+            total=len(runs),
+            data=data,
             **fields,
         )
     files = file_records(

@@ -35,13 +35,28 @@ Stable API (other step modules import these names):
   ``RemoteTimeout`` on overrun; ``round`` as for ``submit_once``.
 - ``wait_detached(site, key, timeout, poll=1.0) -> Detached`` — wait with back-off (50 ms
   doubling up to ``poll``); ``RemoteTimeout`` on overrun.
+- ``step_jobs_file(site, run_key, step) -> str`` — ``<control_dir>/<run_key>.<step>.jobs``,
+  the cluster ids one step submitted (written by ``record_detached_jobs``).
 - ``wait_for_outputs(site, directory, expected, *, anomalies, failure_logs, max_wait_minutes,
-  poll_seconds, stop_on_anomaly=True, stop_when_only_failed=True, end_markers=None)
-  -> (PollReport, timed_out)``.
+  poll_seconds, stop_on_anomaly=True, stop_when_only_failed=True, end_markers=None,
+  tree=False, jobs_file=None, job_files=None) -> (PollReport, timed_out)`` — with
+  ``jobs_file`` + ``job_files`` (run → job file names) each poll also reads the batch
+  system's job states (still ONE command per cycle).
+- ``poll_outputs(...)`` — one such poll; ``apply_job_states(report, job_files)`` folds the
+  batch answer in (``report.job_states``: running / held / ended).
+- ``held_runs(report)``, ``running_runs(report)`` — incomplete runs by batch state.
+- ``fail_incomplete(site, step, report, *, directory, logs, end_markers, crash_code,
+  timeout_code, timed_out, max_wait_minutes, total, data, **fields) -> NoReturn`` — the
+  classification of an incomplete wait: crash → ``crash_code`` (manual, with
+  ``crash_evidence``), held → 110 (manual), else ``timeout_code`` (retry).
+- ``crash_evidence(site, directory, logs) -> {run: ["log: line", ...]}`` — ONE command.
+- ``missing_job_files(runs, without, found) -> JobFileGap`` — the evidence for runs without
+  a job file (names found, run numbers cut by the site's script).
 - ``poll_tree(site, directory, expected, *, anomalies=(), failure_logs=None) -> PollReport`` —
   ``poll_files`` for exact names in sub-directories (``{run}/hist{run}_{id}.root``), ONE command.
-- ``run_failures(report, end_markers=None) -> dict[str, str]`` — runs known to have failed
-  (failure line in their logs, or every end marker present while still incomplete).
+- ``run_failures(report, end_markers=None) -> dict[str, str]`` — runs known to have failed:
+  with batch states, incomplete runs whose jobs have all ended; else a failure line in their
+  logs, or every end marker present while still incomplete.
 - ``merge_pngs(site, directory, pngs, pdf_name, timeout=600) -> CommandResult`` and
   ``merge_png_sets(site, directory, [(pngs, pdf_name), ...], timeout=600) -> CommandResult`` —
   the SL6-container ``convert`` heredoc with an explicit, validated file list.
@@ -72,7 +87,14 @@ from prefect.logging import get_run_logger
 from steps import errors
 from steps.remote import validate
 from steps.remote.errors import DownloadError, RemoteTimeout
-from steps.remote.polling import FAILURE_REGEX, PollReport
+from steps.remote.polling import (
+    ACTIVE_STATES,
+    FAILURE_REGEX,
+    HELD_STATE,
+    PollReport,
+    batch_script,
+    parse_batch,
+)
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import FileRecord, Outcome, StepError, StepResult
 
@@ -269,17 +291,27 @@ def record_detached_jobs(site: RemoteSite, run_key: str, key: str) -> list[int]:
     ctl = validate.path(site.settings.control_dir).rstrip("/")
     out_file = f"{ctl}/{key}/stdout"
     jobs_file = f"{ctl}/{run_key}.jobs"
+    step = key[len(run_key) + 1 :].split(".", 1)[0] if key.startswith(f"{run_key}.") else ""
+    files = [jobs_file] + ([step_jobs_file(site, run_key, step)] if step else [])
     cmd = (
-        f"mkdir -p {qpath(ctl)} && touch {qpath(jobs_file)} && "
+        f"mkdir -p {qpath(ctl)} && touch {' '.join(qpath(f) for f in files)} && "
         f"{{ grep -o 'submitted to cluster [0-9]*' {qpath(out_file)} 2>/dev/null || true; }} "
         "| awk '{print $4}' | sort -un | while read -r id; do "
-        f'grep -qx "$id" {qpath(jobs_file)} || echo "$id" >> {qpath(jobs_file)}; '
-        'echo "$id"; done'
+        + "".join(f'grep -qx "$id" {qpath(f)} || echo "$id" >> {qpath(f)}; ' for f in files)
+        + 'echo "$id"; done'
     )
     res = site.run(cmd)
     if not res.ok:
         step_logger().warning("could not record job ids of %s: %s", key, res.stderr.strip()[:200])
     return sorted({int(x) for x in res.stdout.split() if x.isdigit()})
+
+
+def step_jobs_file(site: RemoteSite, run_key: str, step: str) -> str:
+    """``<control_dir>/<run_key>.<step>.jobs``: the cluster ids one step of one flow run
+    submitted, over all its attempts and resubmissions (the waits ask the batch system
+    about exactly these)."""
+    ctl = validate.path(site.settings.control_dir).rstrip("/")
+    return f"{ctl}/{validate.job_key(f'{validate.job_key(run_key)}.{step}')}.jobs"
 
 
 @dataclass
@@ -416,12 +448,14 @@ def poll_tree(
     anomalies: Sequence[str] = (),
     failure_logs: Mapping[str, Sequence[str]] | None = None,
     failure_regex: str = FAILURE_REGEX,
+    jobs_file: str | None = None,
 ) -> PollReport:
     """``RemoteSite.poll_files`` for names in sub-directories (``85391/hist85391_0.root``).
 
     ``poll_files`` takes plain names only; step 2.1's outputs live in one sub-directory per
     run. Still ONE remote command: a ``find`` sizes every file below ``directory`` and one
-    ``grep`` reads the failure logs. Names are exact relative paths (no globs).
+    ``grep`` reads the failure logs; with ``jobs_file`` the batch system is asked first
+    (``PollReport.batch``). Names are exact relative paths (no globs).
     """
     runs = list(expected)
     names = {r: [_rel_name(n) for n in expected[r]] for r in runs}
@@ -431,19 +465,28 @@ def poll_tree(
     depth = max([n.count("/") + 1 for n in all_names] or [1])
     log_words = " ".join(q(n) for r in runs for n in logs[r])
     grep = f"grep -a -s -m1 -H -Z -E -e {q(failure_regex)} -- {log_words}" if log_words else "true"
+    batch = batch_script(jobs_file, site.settings.batch_query_cmd) + "\n" if jobs_file else ""
+    # labelled like poll_files' script, so the history (and the bench) knows a poll cycle
     cmd = (
-        f"cd -- {qpath(directory)} 2>/dev/null || {{ printf 'NODIR\\0'; exit 0; }}; "
-        f"find . -mindepth 1 -maxdepth {depth} -type f -printf '%s\\t%P\\0'; "
-        f"printf 'GREP\\0'; {grep}; exit 0"
+        f"# topup: poll of {validate.path(directory)} (tree)\n"
+        + batch
+        + (
+            f"cd -- {qpath(directory)} 2>/dev/null || {{ printf 'NODIR\\0'; exit 0; }}; "
+            f"find . -mindepth 1 -maxdepth {depth} -type f -printf '%s\\t%P\\0'; "
+            f"printf 'GREP\\0'; {grep}; exit 0"
+        )
     )
     res = site.run(cmd)
     report = PollReport(directory=directory)
-    if res.stdout.startswith("NODIR\0"):
+    stdout = res.stdout
+    if jobs_file:
+        report.batch, stdout = parse_batch(stdout)
+    if stdout.startswith("NODIR\0"):
         report.directory_exists = False
         report.missing = {r: list(names[r]) for r in runs if names[r]}
         report.incomplete = list(runs)
         return report
-    listing, _, grep_out = res.stdout.partition("GREP\0")
+    listing, _, grep_out = stdout.partition("GREP\0")
     sizes: dict[str, int] = {}
     for rec in listing.split("\0"):
         size, sep, name = rec.partition("\t")
@@ -485,22 +528,84 @@ def _rel_name(value: str) -> str:
     return value
 
 
+def apply_job_states(report: PollReport, job_files: Mapping[str, Sequence[str]]) -> PollReport:
+    """Fold the batch system's answer into ``report`` (in place; returned for chaining).
+
+    ``job_files``: run → its job file names, as the batch listing names them (a job's line
+    is matched to a run by one of these words); runs not in the report may be given too
+    (jobs the step also made, e.g. for other dates' hist files): their lines are known and
+    then ignored. Sets ``report.job_states[run]``:
+    ``running`` (a job of the run idle or running), ``held`` (a job held, none running),
+    ``ended`` (none of the run's jobs left in the queue). A queued job of ours that names
+    no known job file makes every run without a known state ``running``: it may be theirs.
+    A run whose files are all there is complete only once its jobs have ended (an output
+    may still be growing). Without a usable answer (no jobs file, query failed) nothing
+    changes: the files alone decide, as before.
+    """
+    batch = report.batch
+    if batch is None or not batch.ok:
+        return report
+    owner = {name: str(r) for r, names in job_files.items() for name in names}
+    states: dict[str, str] = dict.fromkeys(
+        (str(r) for r in [*report.complete, *report.incomplete]), "ended"
+    )
+    unknown_active = False
+    for job in batch.jobs.values():
+        if job.state not in ACTIVE_STATES and job.state != HELD_STATE:
+            continue  # completed / removed: leaving the queue
+        runs = {owner[w] for w in re.split(r"[\s()/,]+", job.line) if w in owner}
+        if not runs:
+            unknown_active = True
+            continue
+        for r in runs & states.keys():  # a known job of a run not waited for: not ours
+            if job.state in ACTIVE_STATES:
+                states[r] = "running"
+            elif states[r] != "running":
+                states[r] = "held"
+    if unknown_active:
+        states = {r: ("running" if st == "ended" else st) for r, st in states.items()}
+    by_key = {str(r): r for r in [*report.complete, *report.incomplete]}
+    report.job_states = {by_key[r]: st for r, st in states.items()}
+    still = [r for r in report.complete if states.get(str(r)) != "ended"]
+    if still:
+        report.complete = [r for r in report.complete if r not in still]
+        report.incomplete = sorted([*report.incomplete, *still], key=str)
+    return report
+
+
 def run_failures(
     report: PollReport, end_markers: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, str]:
-    """Runs known to have failed, with a reason: run key (str) → text.
+    """Runs known to have failed (crashed), with a reason: run key (str) → text.
 
-    A run failed when its logs show a failure line (``report.failed``) or, given
+    With the batch system's job states (``apply_job_states``): a run failed when its jobs
+    have ended (none left in the queue) and it is still incomplete: a failure line in its
+    logs, or outputs missing or empty. A run whose jobs are queued, running or held has not
+    failed, whatever its files show (logs may be written when a job starts).
+
+    Without them (files alone): a failure line in the logs (``report.failed``) or, given
     ``end_markers`` (names whose presence means every job of the run ended, e.g. the batch
-    logs), when all of them are present while the run is still incomplete: the job ended
-    without writing (non-empty) outputs.
+    logs), all of them present while the run is still incomplete.
     """
-    out = {str(run): line for run, line in report.failed.items()}
-    if not end_markers:
-        return out
     present = {str(k): v for k, v in report.present.items()}
     missing = {str(k): v for k, v in report.missing.items()}
     empty = {str(k): v for k, v in report.empty.items()}
+    lines = {str(run): line for run, line in report.failed.items()}
+
+    def without_output(r: str) -> str:
+        gone = [*missing.get(r, []), *(f"{n} (empty)" for n in empty.get(r, []))]
+        return "job ended without output: " + ", ".join(gone or ["?"])
+
+    if report.job_states:
+        states = {str(k): v for k, v in report.job_states.items()}
+        return {
+            str(run): lines.get(str(run)) or without_output(str(run))
+            for run in report.incomplete
+            if states.get(str(run)) == "ended"
+        }
+    out = dict(lines)
+    if not end_markers:
+        return out
     for run in report.incomplete:
         r = str(run)
         markers = end_markers.get(r)
@@ -508,9 +613,188 @@ def run_failures(
             continue
         have = present.get(r, {})
         if all(m in have for m in markers):
-            gone = [*missing.get(r, []), *(f"{n} (empty)" for n in empty.get(r, []))]
-            out[r] = "job ended without output: " + ", ".join(gone or ["?"])
+            out[r] = without_output(r)
     return out
+
+
+def held_runs(report: PollReport) -> list[str]:
+    """Incomplete runs whose jobs the batch system holds (and none of them runs)."""
+    states = {str(k): v for k, v in report.job_states.items()}
+    return [str(r) for r in report.incomplete if states.get(str(r)) == "held"]
+
+
+def running_runs(report: PollReport) -> list[str]:
+    """Incomplete runs with a job still queued or running (by the batch system's word)."""
+    states = {str(k): v for k, v in report.job_states.items()}
+    return [str(r) for r in report.incomplete if states.get(str(r)) == "running"]
+
+
+# The lines shown as evidence of a crash: the failure patterns first, then error-looking
+# lines, else the end of the log.
+EVIDENCE_REGEX = r"error|exception|abort|terminate called|cannot|can not|fatal|killed"
+EVIDENCE_LINES = 5
+EVIDENCE_LINE_CHARS = 300
+
+
+def crash_evidence(
+    site: RemoteSite,
+    directory: str,
+    logs: Mapping[str, Sequence[str]],
+    failure_regex: str = FAILURE_REGEX,
+) -> dict[str, list[str]]:
+    """The failing log lines of crashed runs, for the operator: run → ``"log: line"``s.
+
+    ONE command for all runs. Per log (names or globs relative to ``directory``): up to 5
+    lines matching ``failure_regex``, else up to 5 error-looking lines, else its last 3
+    lines; an empty or missing log says so.
+    """
+    if not logs:
+        return {}
+    from steps.remote.polling import relative_name
+
+    parts = [
+        f"cd -- {qpath(directory)} || exit 3",
+        "shopt -s nullglob",
+        f"__f={q(failure_regex)}; __e={q(EVIDENCE_REGEX)}",
+        '__ev() { local r=$1 g; shift; for g in "$@"; do local any=; for f in $g; do any=1;'
+        ' printf "::log:: %s %s\\n" "$r" "$f";'
+        " if [ ! -s \"$f\" ]; then echo '(empty)';"
+        f' else grep -a -m{EVIDENCE_LINES} -E -e "$__f" -- "$f" ||'
+        f' grep -a -m{EVIDENCE_LINES} -i -E -e "$__e" -- "$f" || tail -n 3 -- "$f"; fi; done;'
+        ' [ -n "$any" ] || printf "::log:: %s %s\\n(missing)\\n" "$r" "$g"; done; }',
+    ]
+    for run, names in logs.items():
+        # globs expand inside the function (unquoted $g): pass them quoted
+        words = " ".join(q(relative_name(n)) for n in names)
+        parts.append(f"__ev {q(validate.run(run))} {words}")
+    res = site.run("\n".join(parts) + "\nexit 0")
+    out: dict[str, list[str]] = {}
+    run = log = ""
+    for line in res.stdout.splitlines():
+        if line.startswith("::log:: "):
+            _, run, log = line.split(" ", 2)
+            out.setdefault(run, [])
+            continue
+        if run and line.strip():
+            out[run].append(f"{log}: {line.strip()[:EVIDENCE_LINE_CHARS]}")
+    return out
+
+
+HELD_CODE = 110  # BATCH_JOB_HELD (manual)
+MAX_LISTED = 100
+
+
+def fail_incomplete(
+    site: RemoteSite,
+    step: str,
+    report: PollReport,
+    *,
+    directory: str,
+    logs: Mapping[str, Sequence[str]],
+    end_markers: Mapping[str, Sequence[str]] | None,
+    crash_code: int,
+    timeout_code: int,
+    timed_out: bool,
+    max_wait_minutes: float,
+    total: int,
+    data: dict[str, Any],
+    **fields: Any,
+) -> NoReturn:
+    """Fail a batch wait that ended with incomplete runs, with the code for what happened.
+
+    Classified before any retry: runs whose jobs crashed (``run_failures``) → ``crash_code``
+    (manual) with the failing log lines (``crash_evidence``, one command); jobs the batch
+    system holds → 110 BATCH_JOB_HELD (manual); only jobs still queued or running at the
+    limit (or, without the batch system's word, runs simply not there yet) → ``timeout_code``
+    (retry: a retry re-attaches and waits on, it resubmits nothing that runs).
+    """
+    failures = run_failures(report, end_markers)
+    held = sorted(int(r) for r in held_runs(report))
+    running = sorted(int(r) for r in running_runs(report))
+    incomplete = sorted(int(r) for r in report.incomplete)
+    inc = {str(r) for r in incomplete}
+    info: dict[str, Any] = {
+        **data,
+        "missing": {str(k): v for k, v in report.missing.items() if str(k) in inc},
+        "failed": failures,
+        "timed_out": timed_out,
+        "held": held,
+        "still_running": running,
+    }
+    if report.job_states:
+        info["job_states"] = {str(k): v for k, v in report.job_states.items()}
+    if report.batch is not None and not report.batch.ok:
+        info["batch_query_error"] = report.batch.error
+    if failures or held:
+        crashed = sorted(int(r) for r in failures)
+        parts: list[str] = []
+        if crashed:
+            evidence = crash_evidence(site, directory, {r: logs.get(r, []) for r in failures})
+            info["evidence"] = evidence
+            parts.append(f"{len(crashed)}/{total} runs crashed: {crashed}")
+            for r in crashed[:5]:
+                reason = failures[str(r)]
+                said = [reason] if reason.startswith("job ended") else []
+                lines = [x for x in evidence.get(str(r), []) if not x.endswith(": (empty)")]
+                parts.append(f"run {r}: " + " | ".join([*said, *lines[:2]] or [reason]))
+        if held:
+            parts.append(f"jobs of runs {held} held by the batch system (hep_q state H)")
+        if running:
+            parts.append(f"still running, left alone: {running}")
+        fail(
+            step,
+            crash_code if crashed else HELD_CODE,
+            "; ".join(parts) + ". A retry would not fix this: read the evidence, fix the "
+            "cause, then choose retry (only the failed jobs are resubmitted) or abort",
+            data=info,
+            **fields,
+        )
+    why = f"not complete within {max_wait_minutes} min" if timed_out else "incomplete"
+    fail(
+        step,
+        timeout_code,
+        f"{len(incomplete)}/{total} runs {why}: {incomplete}"
+        + (f"; jobs still queued or running: {running}" if running else ""),
+        data=info,
+        **fields,
+    )
+
+
+@dataclass
+class JobFileGap:
+    """Runs of the date without a job file, next to the job files that were found."""
+
+    text: str
+    data: dict[str, Any]
+
+
+def missing_job_files(
+    runs: Sequence[int], without: Sequence[int], found: Mapping[int, Sequence[str]]
+) -> JobFileGap:
+    """The evidence for runs without a job file: the names found, and the runs of other
+    numbers whose job files are there — a run number the site's script cut to 5 digits
+    (``${name:6:5}`` of ``run_0123456_...``) shows up as a part of a missing run."""
+    mine = set(runs)
+    names = sorted(n for ns in found.values() for n in ns)
+    others = sorted(n for r, ns in found.items() if r not in mine for n in ns)
+    cut = {str(m): sorted(r for r in found if r not in mine and str(r) in str(m)) for m in without}
+    cut = {m: rs for m, rs in cut.items() if rs}
+    text = ""
+    if others:
+        text = f"job files found for runs not of this date: {', '.join(others[:10])}"
+    if cut:
+        text += "; run numbers cut by the site's script? " + ", ".join(
+            f"{m} -> {'/'.join(map(str, rs))}" for m, rs in cut.items()
+        )
+    elif names and not others:
+        text = f"job files found: {', '.join(names[:10])}"
+    data = {
+        "runs_without_job_file": list(without),
+        "job_files_found": names[:MAX_LISTED],
+        "job_files_other_runs": others[:MAX_LISTED],
+        "run_numbers_cut": cut,
+    }
+    return JobFileGap(text.lstrip("; "), data)
 
 
 def wait_for_outputs(
@@ -526,28 +810,39 @@ def wait_for_outputs(
     stop_when_only_failed: bool = True,
     end_markers: Mapping[str, Sequence[str]] | None = None,
     tree: bool = False,
+    jobs_file: str | None = None,
+    job_files: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[PollReport, bool]:
     """Poll all runs with one remote command per cycle until complete or the limit passes.
 
     Returns ``(last report, timed_out)``. It returns early, with ``timed_out`` False, when an
     anomaly file appears (``stop_on_anomaly``) or when every incomplete run is known to have
-    failed (``run_failures``) in two consecutive cycles — nothing left to wait for
-    (``stop_when_only_failed``). ``max_wait_minutes=0`` polls exactly once. ``tree=True``
-    polls with ``poll_tree`` (names in sub-directories).
+    failed (``run_failures``) or to be held by the batch system, in two consecutive cycles —
+    nothing left to wait for (``stop_when_only_failed``). ``max_wait_minutes=0`` polls
+    exactly once. ``tree=True`` polls with ``poll_tree`` (names in sub-directories).
+    ``jobs_file`` + ``job_files`` (run → job file names): the same command asks the batch
+    system for the jobs' states (``apply_job_states``).
     """
     log = step_logger()
     deadline = time.monotonic() + max(0.0, max_wait_minutes) * 60.0
     total = len(expected)
     last_done = -1
     was_all_failed = False
+    warned_batch = False
     while True:
-        poll = partial(poll_tree, site) if tree else site.poll_files
-        report = poll(
+        report = poll_outputs(
+            site,
             directory,
-            {k: list(v) for k, v in expected.items()},
-            anomalies=list(anomalies),
-            failure_logs=dict(failure_logs) if failure_logs is not None else None,
+            expected,
+            anomalies=anomalies,
+            failure_logs=failure_logs,
+            tree=tree,
+            jobs_file=jobs_file,
+            job_files=job_files,
         )
+        if report.batch is not None and not report.batch.ok and not warned_batch:
+            log.warning("batch query failed (%s): judging by files only", report.batch.error)
+            warned_batch = True
         done = len(report.complete)
         if done != last_done:
             log.info("%d/%d runs complete in %s", done, total, directory)
@@ -559,7 +854,8 @@ def wait_for_outputs(
             return report, False
         if stop_when_only_failed:
             failures = run_failures(report, end_markers)
-            all_failed = all(str(r) in failures for r in report.incomplete)
+            ended = set(failures) | set(held_runs(report))
+            all_failed = all(str(r) in ended for r in report.incomplete)
             if all_failed and was_all_failed:
                 log.warning("runs failed in %s: %s", directory, failures)
                 return report, False
@@ -579,6 +875,32 @@ def wait_for_outputs(
         if was_all_failed:  # confirm a failure quickly instead of after a full poll period
             pause = min(pause, 1.0)
         time.sleep(pause)
+
+
+def poll_outputs(
+    site: RemoteSite,
+    directory: str,
+    expected: Mapping[str, Sequence[str]],
+    *,
+    anomalies: Sequence[str] = (),
+    failure_logs: Mapping[str, Sequence[str]] | None = None,
+    tree: bool = False,
+    jobs_file: str | None = None,
+    job_files: Mapping[str, Sequence[str]] | None = None,
+) -> PollReport:
+    """One poll (ONE remote command): files, failure lines and, with ``jobs_file``, the
+    batch system's job states folded in (``apply_job_states``)."""
+    poll = partial(poll_tree, site) if tree else site.poll_files
+    report = poll(
+        directory,
+        {k: list(v) for k, v in expected.items()},
+        anomalies=list(anomalies),
+        failure_logs={k: list(v) for k, v in failure_logs.items()} if failure_logs else None,
+        jobs_file=jobs_file,
+    )
+    if jobs_file and job_files is not None:
+        apply_job_states(report, job_files)
+    return report
 
 
 # --------------------------------------------------------------------------- PDFs and files

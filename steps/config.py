@@ -80,6 +80,9 @@ class SiteSettings(BaseSettings):
     )
     # Remote directory holding the control files of detached commands.
     control_dir: str = "~/.topup/ctl"
+    # The batch system's queue listing the waits read job states from (``<cmd> -u <user>``):
+    # a name on the PATH of a plain SSH command, or an absolute path.
+    batch_query_cmd: str = "hep_q"
 
     downloads_dir: Path = Path("var/downloads")
     poll_seconds: float = 30.0

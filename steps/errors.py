@@ -6,8 +6,9 @@ situation to a code is ours (the codes the dictionary *intends*, not the legacy 
 
 API (stable, used by every step module):
 
-- ``ERRORS: Mapping[int, ErrorInfo]`` — all 156 legacy entries and the codes this project
-  added (``ADDED_CODES``: 5202, 5304, 8101), keyed by code;
+- ``ERRORS: Mapping[int, ErrorInfo]`` — the 156 legacy entries and ours (``ADDED_CODES``:
+  crash, held job and missing-job-file codes of the batch waits, 5202/5304 of steps 5.2/5.3,
+  8101 of a failed real submission), keyed by code;
 - ``error(code) -> ErrorInfo`` — the entry (a copy); an unknown code gives 103 UNKNOWN_ERROR
   with action ``"ai"`` and a message naming the unknown code;
 - ``step_of(code) -> str | None`` — the step the code belongs to (``"gen"``, ``"1.1"`` … ``"8"``);
@@ -577,9 +578,94 @@ _TABLE: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
     ),
 )
 
-# Codes this project added (not in the legacy dictionary): numbers the legacy table leaves
-# unused, in the range of their step, for situations the legacy steps passed silently.
+# Our additions (not in the legacy dictionary): the legacy codes of the batch waits say
+# TIMEOUT for every incomplete run, and ``retry``. A job that crashed, a job the batch system
+# holds and a run the generator made no job file for are not fixed by waiting or retrying:
+# they get their own names and go to an operator (``manual``) with the evidence at once.
+# The TIMEOUT codes keep their legacy meaning: jobs still queued or running at the limit.
+# Also ours: 5202/5304 (steps 5.2/5.3 passed a missing shield file or an empty ets_cut.txt
+# silently) and 8101 (a failed real submission, never started again without a person).
 _ADDED: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
+    (
+        110,
+        "gen",
+        "BATCH_JOB_HELD",
+        "manual",
+        "error",
+        "the batch system holds jobs (hep_q state H): release or remove them",
+    ),
+    (
+        1114,
+        "1.1",
+        "STEP1_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their outputs or with a failure in their logs",
+    ),
+    (
+        1115,
+        "1.1",
+        "STEP1_1_RUNS_WITHOUT_JOB_FILE",
+        "manual",
+        "error",
+        "genJob.sh made no rec{run}_1.txt for some runs of the date",
+    ),
+    (
+        2108,
+        "2.1",
+        "STEP2_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their ntuples or with a failure in their logs",
+    ),
+    (
+        3107,
+        "3.1",
+        "STEP3_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their shield files or with a failure in their logs",
+    ),
+    (
+        4106,
+        "4.1",
+        "STEP4_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their outputs or with a failure in their logs",
+    ),
+    (
+        4107,
+        "4.1",
+        "STEP4_1_RUNS_WITHOUT_JOB_FILE",
+        "manual",
+        "error",
+        "genJob.sh made no run_{run}_4.txt for some runs of the date",
+    ),
+    (
+        5107,
+        "5.1",
+        "STEP5_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their plots or with a failure in their logs",
+    ),
+    (
+        6105,
+        "6.1",
+        "STEP6_1_JOBS_CRASHED",
+        "manual",
+        "error",
+        "jobs ended without their PNG/ROOT or with a failure in their logs",
+    ),
+    (
+        6106,
+        "6.1",
+        "STEP6_1_RUNS_WITHOUT_JOB_FILE",
+        "manual",
+        "error",
+        "genJob.sh made no ETScut_check_{run}.txt for some runs of the date",
+    ),
     (
         5202,
         "5.2",
@@ -605,7 +691,7 @@ _ADDED: tuple[tuple[int, str, str, Action, Severity, str], ...] = (
         "a real submission (-sub_switch 1) failed; it is never started again without a person",
     ),
 )
-ADDED_CODES = frozenset(row[0] for row in _ADDED)
+ADDED_CODES: frozenset[int] = frozenset(row[0] for row in _ADDED)
 
 
 def _build() -> tuple[Mapping[int, ErrorInfo], Mapping[int, str]]:

@@ -5,7 +5,9 @@ one BOSS job per run into ``INJ/{date}``; 1.2 moves the IST ROOT files to ``cali
 the interval plots to ``Interval_plot``; 1.3 appends ``{run} 15000000`` to ``INJ/interval.txt``;
 1.4 merges the interval plots into ``mergedd_IST.pdf``. The legacy defects are not reproduced:
 inputs are validated and quoted, genJob runs detached and is re-attached on a retry, the wait
-polls all runs in one command and also catches failed or empty jobs and the anomaly file,
+polls all runs in one command (files and the batch system's job states) and also catches
+failed or empty jobs and the anomaly file; crashed jobs (1114) and runs without a job file
+(1115) go to an operator at once, only jobs still running at the limit are retried (1111);
 1.2 and 1.3 are idempotent, and 1.4 merges only this date's plots.
 """
 
@@ -21,9 +23,13 @@ from steps.common import (
     FileSpec,
     check_inputs,
     fail,
+    fail_incomplete,
     file_records,
     merge_and_download,
+    missing_job_files,
+    poll_outputs,
     run_failures,
+    step_jobs_file,
     step_logger,
     submit_once,
     wait_for_outputs,
@@ -71,19 +77,19 @@ def _genjob_ok(d: Detached) -> bool:
     return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
 
 
-def _list_job_runs(site: RemoteSite, date_dir: str) -> list[int] | None:
-    """Runs with a job file ``rec{run}_1.txt`` in ``date_dir`` (one ``ls``); None: no dir."""
+def _list_job_runs(site: RemoteSite, date_dir: str) -> dict[int, str] | None:
+    """Job files ``rec{run}_1.txt`` in ``date_dir`` by run (one ``ls``); None: no dir."""
     res = site.run(f"test -d {qpath(date_dir)} || exit 3; ls -1 -- {qpath(date_dir)}")
     if res.exit_code == 3:
         return None
     if not res.ok:
         fail("1.1", 1108, f"listing {date_dir} failed: {res.stderr.strip()[:200]}")
-    runs = []
+    found: dict[int, str] = {}
     for line in res.stdout.splitlines():
         m = JOB_FILE_RE.match(line.strip())
         if m:
-            runs.append(int(m.group(1)))
-    return sorted(set(runs))
+            found[int(m.group(1))] = m.group(0)
+    return dict(sorted(found.items()))
 
 
 # --------------------------------------------------------------------------- 1.1
@@ -142,21 +148,31 @@ def first_jobs(
         fail(step, 1109, f"submit_job=False and no INJ/{date} with job files", data=data, **base)
     without_job = sorted(set(runs) - set(job_runs))
     if without_job:
+        # genJob.sh succeeded yet made no job file for these runs (e.g. a 6-digit run cut to
+        # 5 digits by its ${name:6:5}): waiting or retrying cannot change that.
+        gap = missing_job_files(runs, without_job, {r: [n] for r, n in job_runs.items()})
         fail(
             step,
-            1109,
-            f"no job file rec{{run}}_1.txt for runs {without_job} in INJ/{date}",
+            1115 if submit_job else 1109,
+            f"no job file rec{{run}}_1.txt for runs {without_job} in INJ/{date}"
+            + (f"; {gap.text}" if gap.text else ""),
             runs_incomplete=without_job,
-            data={**data, "runs_without_job_file": without_job},
+            data={**data, **gap.data},
             **base,
         )
 
     expected = {str(r): _outputs(site, r) for r in runs}
     logs = {str(r): _logs(r) for r in runs}
+    batch = {
+        "jobs_file": step_jobs_file(site, run_key, "1_1"),
+        "job_files": {str(r): [_job_file(r)] for r in sorted(set(runs) | set(job_runs))},
+    }
 
     # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.
     if sub is not None and not sub.started:
-        report = site.poll_files(date_dir, expected, anomalies=[ANOMALY_FILE], failure_logs=logs)
+        report = poll_outputs(
+            site, date_dir, expected, anomalies=[ANOMALY_FILE], failure_logs=logs, **batch
+        )
         failed = run_failures(report, logs)
         resubmitted = []
         for r in sorted(int(x) for x in failed):
@@ -187,6 +203,7 @@ def first_jobs(
         max_wait_minutes=max_wait_minutes,
         poll_seconds=poll_seconds,
         end_markers=logs,
+        **batch,
     )
     complete = sorted(int(r) for r in report.complete)
     incomplete = sorted(int(r) for r in report.incomplete)
@@ -204,14 +221,19 @@ def first_jobs(
             **fields,
         )
     if incomplete:
-        failures = run_failures(report, logs)
-        missing = {str(k): v for k, v in report.missing.items() if str(k) in map(str, incomplete)}
-        why = "jobs failed" if not timed_out else f"not complete within {max_wait_minutes} min"
-        fail(
+        fail_incomplete(
+            site,
             step,
-            1111,
-            f"{len(incomplete)}/{len(runs)} runs {why}: {incomplete}",
-            data={**data, "missing": missing, "failed": failures, "timed_out": timed_out},
+            report,
+            directory=date_dir,
+            logs=logs,
+            end_markers=logs,
+            crash_code=1114,
+            timeout_code=1111,
+            timed_out=timed_out,
+            max_wait_minutes=max_wait_minutes,
+            total=len(runs),
+            data=data,
             **fields,
         )
     files = file_records(

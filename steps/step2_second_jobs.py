@@ -20,11 +20,14 @@ from steps.common import (
     FileSpec,
     check_inputs,
     fail,
+    fail_incomplete,
     file_records,
     latest_attempt,
     merge_and_download,
-    poll_tree,
+    missing_job_files,
+    poll_outputs,
     run_failures,
+    step_jobs_file,
     step_logger,
     submit_once,
     wait_for_outputs,
@@ -84,7 +87,8 @@ def _failed_jobs(
     site: RemoteSite, date_dir: str, report: PollReport, jobs: Jobs, failed_runs: list[int]
 ) -> dict[tuple[int, int], str]:
     """Which jobs of the failed runs failed: a failure line in their logs (one grep for all),
-    or their log present while their ntuple is missing or empty."""
+    or their log present — or, by the batch system's word, the run's jobs all ended — while
+    their ntuple is missing or empty."""
     out: dict[tuple[int, int], str] = {}
     if not failed_runs:
         return out
@@ -95,15 +99,28 @@ def _failed_jobs(
         + " 2>/dev/null; exit 0"
     )
     flagged = set(res.stdout.split())
+    states = {str(k): v for k, v in report.job_states.items()}
     for r in failed_runs:
         present = report.present.get(str(r), {})
+        ended = states.get(str(r)) == "ended"
         for i in jobs[r]:
             hist = f"{r}/hist{r}_{i}.root"
             if _err(r, i) in flagged or _log(r, i) in flagged:
                 out[(r, i)] = "failure in its logs"
-            elif _log(r, i) in present and not present.get(hist):
+            elif (ended or _log(r, i) in present) and not present.get(hist):
                 out[(r, i)] = "ended without ntuple"
     return out
+
+
+def _suspect_logs(report: PollReport, run: int, ids: list[int]) -> list[str]:
+    """The error logs worth showing for a run: of its jobs without a (non-empty) ntuple, and
+    the log with a failure line (the other jobs' ``.bosserr`` hold only harmless warnings)."""
+    gone = {*report.missing.get(str(run), []), *report.empty.get(str(run), [])}
+    logs = [_err(run, i) for i in ids if f"{run}/hist{run}_{i}.root" in gone]
+    failed = report.failed_files.get(str(run))
+    if failed and failed not in logs:
+        logs.insert(0, failed)
+    return logs or [_err(run, i) for i in ids]
 
 
 # --------------------------------------------------------------------------- 2.1
@@ -161,22 +178,32 @@ def second_jobs(
         fail(step, code, f"BASE/{date} does not exist", data=data, **base)
     without = sorted(set(runs) - set(jobs))
     if without:
+        gap = missing_job_files(
+            runs, without, {r: [f"{r}/{_job(r, i)}" for i in ids] for r, ids in jobs.items()}
+        )
         fail(
             step,
             2105,
-            f"no job files for runs {without} in BASE/{date}",
+            f"no job files for runs {without} in BASE/{date}"
+            + (f"; {gap.text}" if gap.text else ""),
             runs_incomplete=without,
-            data={**data, "runs_without_jobs": without},
+            data={**data, "runs_without_jobs": without, **gap.data},
             **base,
         )
     data["jobs"] = sum(len(jobs[r]) for r in runs)
     expected = {str(r): [n for i in jobs[r] for n in _job_outputs(r, i)] for r in runs}
     failure_logs = {str(r): [p for i in jobs[r] for p in (_err(r, i), _log(r, i))] for r in runs}
     end_markers = {str(r): [_log(r, i) for i in jobs[r]] for r in runs}
+    batch = {
+        "jobs_file": step_jobs_file(site, run_key, "2_1"),
+        "job_files": {str(r): [_job(r, i) for i in ids] for r, ids in jobs.items()},
+    }
 
     # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.
     if sub is not None and not sub.started:
-        report = poll_tree(site, date_dir, expected, failure_logs=failure_logs)
+        report = poll_outputs(
+            site, date_dir, expected, failure_logs=failure_logs, tree=True, **batch
+        )
         failed_runs = sorted(int(r) for r in run_failures(report, end_markers))
         resubmitted = []
         for (r, i), why in sorted(_failed_jobs(site, date_dir, report, jobs, failed_runs).items()):
@@ -209,20 +236,25 @@ def second_jobs(
         poll_seconds=poll_seconds,
         end_markers=end_markers,
         tree=True,
+        **batch,
     )
     complete = sorted(int(r) for r in report.complete)
     incomplete = sorted(int(r) for r in report.incomplete)
     fields = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
     if incomplete:
-        failures = run_failures(report, end_markers)
-        want = {str(r) for r in incomplete}
-        missing = {str(k): v for k, v in report.missing.items() if str(k) in want}
-        why = "had failed jobs" if not timed_out else f"not complete within {max_wait_minutes} min"
-        fail(
+        fail_incomplete(
+            site,
             step,
-            2106,
-            f"{len(incomplete)}/{len(runs)} runs {why}: {incomplete}",
-            data={**data, "missing": missing, "failed": failures, "timed_out": timed_out},
+            report,
+            directory=date_dir,
+            logs={str(r): _suspect_logs(report, r, jobs[r]) for r in runs},
+            end_markers=end_markers,
+            crash_code=2108,
+            timeout_code=2106,
+            timed_out=timed_out,
+            max_wait_minutes=max_wait_minutes,
+            total=len(runs),
+            data=data,
             **fields,
         )
     files = file_records(

@@ -129,5 +129,5 @@ def test_the_example_values_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     from deployments.notifications import NotificationSettings
 
     notify = NotificationSettings(_env_file=env_file)  # type: ignore[call-arg]
-    assert notify.enabled and notify.on == ["failed", "waiting", "completed"]
+    assert notify.enabled and notify.on == ["failed", "waiting", "aborted", "completed"]
     assert set(notify.webhook_headers) == {"Authorization"}

@@ -3,10 +3,17 @@
 The legacy steps ran one ``ls`` per run per poll cycle. Here a generated bash script
 expands every run's names (globs allowed) in the directory, then sizes all matches with
 one ``stat`` and searches all failure logs with one ``grep``; Python assembles the report.
+
+Given a jobs file (the cluster ids a step submitted, one per line), the same command first
+asks the batch system (``hep_q -u <user>``) for the state of those jobs: files alone cannot
+tell a job that ended without output from one still running (a shared filesystem may show
+its logs from the start). The batch query runs before the files are looked at, so a job the
+batch system reports as gone had written its files before they were sized.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, Field
@@ -19,6 +26,29 @@ FAILURE_REGEX = r"\*\*\* Break \*\*\*|segmentation violation|FATAL|Killed|job ab
 
 RunKey = int | str
 MAX_FAILURE_LINE = 500
+MAX_BATCH_LINES = 5000
+# HTCondor job states (hep_q column ST) of a job still in the queue and not held.
+ACTIVE_STATES = frozenset({"I", "R", "S", "<", ">"})
+HELD_STATE = "H"
+CLUSTER_LINE_RE = re.compile(r"^\s*(\d+)\.(\d+)\s+(\S+)\s+(.*)$")
+STATE_RE = re.compile(r"(?:^|\s)([IRHCXS<>])\s")
+
+
+class BatchJob(BaseModel):
+    """One line of ``hep_q`` for a job of ours: id ``cluster.proc``, state, the rest."""
+
+    id: str
+    state: str
+    line: str
+
+
+class BatchQuery(BaseModel):
+    """What the batch system said in one poll (``ok`` False: the query itself failed)."""
+
+    ok: bool
+    clusters: list[int] = Field(default_factory=list)  # the ids asked about (jobs file)
+    jobs: dict[str, BatchJob] = Field(default_factory=dict)  # ours still in the queue
+    error: str = ""
 
 
 class PollReport(BaseModel):
@@ -42,6 +72,11 @@ class PollReport(BaseModel):
     files: dict[RunKey, dict[str, int]] = Field(default_factory=dict)
     complete: list[RunKey] = Field(default_factory=list)
     incomplete: list[RunKey] = Field(default_factory=list)
+    # Set when a jobs file was given: the batch system's answer, and (filled by the caller
+    # that knows which job file belongs to which run) each run's jobs state:
+    # "running" (idle/running in the queue), "held", "ended" (none left in the queue).
+    batch: BatchQuery | None = None
+    job_states: dict[RunKey, str] = Field(default_factory=dict)
 
 
 class PollPlan:
@@ -54,8 +89,11 @@ class PollPlan:
         anomalies: Sequence[str] = (),
         failure_logs: Mapping[RunKey, Sequence[str]] | None = None,
         failure_regex: str = FAILURE_REGEX,
+        jobs_file: str | None = None,
+        batch_query: str = "hep_q",
     ) -> None:
         self.directory = validate.path(directory)
+        self.batch = batch_script(jobs_file, batch_query) if jobs_file else ""
         self.runs: list[RunKey] = list(expected)
         seen: set[str] = set()
         for run in self.runs:
@@ -81,6 +119,7 @@ class PollPlan:
 
     def script(self) -> str:
         lines = [
+            *([self.batch] if self.batch else []),
             "shopt -s nullglob",
             f"cd -- {qpath(self.directory)} 2>/dev/null || {{ printf 'NODIR\\0'; exit 0; }}",
             "declare -A __seen; __F=() __L=()",
@@ -112,6 +151,8 @@ class PollPlan:
 
     def parse(self, stdout: str) -> PollReport:
         report = PollReport(directory=self.directory)
+        if self.batch:
+            report.batch, stdout = parse_batch(stdout)
         if stdout.startswith("NODIR\0"):
             report.directory_exists = False
             for i, run in enumerate(self.runs):
@@ -153,6 +194,61 @@ class PollPlan:
             if any(f in sizes for f in matches.get(f"a{j}", [])):
                 report.anomalies.append(name)
         return report
+
+
+def batch_script(jobs_file: str, batch_query: str = "hep_q") -> str:
+    """Bash printing ``BATCH\\0<ids>\\0<rc>\\0<our hep_q lines>\\0`` for the poll scripts.
+
+    ``jobs_file`` holds cluster ids, one per line (``common.record_detached_jobs``); no file
+    or no id prints rc ``-`` (nothing to ask). ``batch_query`` is the command (``hep_q``),
+    called as ``<cmd> -u <login user>``; only the lines of our clusters are kept.
+    """
+    jf = qpath(validate.path(jobs_file))
+    cmd = command_word(batch_query)
+    return (
+        f"__ids=$(grep -oE '^[0-9]+' -- {jf} 2>/dev/null | sort -un | tr '\\n' ' ')\n"
+        "printf 'BATCH\\0%s\\0' \"$__ids\"\n"
+        "if [ -z \"${__ids// /}\" ]; then printf -- '-\\0\\0'; else\n"
+        f'__q=$({cmd} -u "$(id -un)" 2>&1); __rc=$?\n'
+        "printf '%s\\0' \"$__rc\"\n"
+        'if [ "$__rc" = 0 ]; then __re="^[[:space:]]*(${__ids% }"; __re="${__re// /|})\\."\n'
+        f'  printf \'%s\\n\' "$__q" | grep -E -- "$__re" | head -n {MAX_BATCH_LINES}\n'
+        "else printf '%s' \"${__q:0:300}\"; fi\n"
+        "printf '\\0'; fi"
+    )
+
+
+def command_word(value: object) -> str:
+    """A command as one quoted word: a bare name on the PATH (``hep_q``) or a path."""
+    if isinstance(value, str) and "/" not in value:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", value) or value in {".", ".."}:
+            raise validate.InvalidValue("command", value)
+        return q(value)
+    return qpath(validate.path(value))
+
+
+def parse_batch(stdout: str) -> tuple[BatchQuery | None, str]:
+    """Split the batch part off a poll's stdout: (answer or None, rest of stdout)."""
+    if not stdout.startswith("BATCH\0"):
+        return None, stdout
+    parts = stdout.split("\0", 4)
+    if len(parts) < 5:
+        return BatchQuery(ok=False, error="truncated batch answer"), ""
+    _, ids, rc, body, rest = parts
+    clusters = sorted({int(x) for x in ids.split() if x.isdigit()})
+    if rc == "-":
+        return None, rest
+    if rc != "0":
+        return BatchQuery(ok=False, clusters=clusters, error=f"exit {rc}: {body.strip()}"), rest
+    jobs: dict[str, BatchJob] = {}
+    for line in body.splitlines():
+        m = CLUSTER_LINE_RE.match(line)
+        if not m or int(m.group(1)) not in clusters:
+            continue
+        st = STATE_RE.search(" " + m.group(4) + " ")
+        job_id = f"{m.group(1)}.{m.group(2)}"
+        jobs[job_id] = BatchJob(id=job_id, state=st.group(1) if st else "?", line=line.strip())
+    return BatchQuery(ok=True, clusters=clusters, jobs=jobs), rest
 
 
 def relative_name(value: object) -> str:

@@ -215,9 +215,22 @@ class RemoteSite:
         anomalies: Sequence[str] = (),
         failure_logs: Mapping[RunKey, Sequence[str]] | None = None,
         failure_regex: str = FAILURE_REGEX,
+        jobs_file: str | None = None,
     ) -> PollReport:
-        """ONE remote command, whatever the number of runs (see PollReport)."""
-        plan = PollPlan(directory, expected, anomalies, failure_logs, failure_regex)
+        """ONE remote command, whatever the number of runs (see PollReport).
+
+        With ``jobs_file`` (cluster ids, one per line) the same command also asks the batch
+        system (``settings.batch_query_cmd``) for those jobs: ``PollReport.batch``.
+        """
+        plan = PollPlan(
+            directory,
+            expected,
+            anomalies,
+            failure_logs,
+            failure_regex,
+            jobs_file=jobs_file,
+            batch_query=self.settings.batch_query_cmd,
+        )
         res = self._control(plan.script(), f"poll of {directory}")
         return plan.parse(res.stdout)
 

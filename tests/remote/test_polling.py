@@ -188,3 +188,51 @@ def test_names_in_sub_directories(site: RemoteSite, jobs: Path) -> None:
 def test_bad_relative_names(site: RemoteSite, name: str) -> None:
     with pytest.raises(InvalidValue):
         site.poll_files("/tmp", {1: [name]})
+
+
+HEP_Q = """#!/bin/bash
+# A stand-in for hep_q: HTCondor's queue listing, with a job of someone else's cluster.
+echo "args: $*" > "$(dirname "$0")/hep_q.args"
+[ -e "$(dirname "$0")/hep_q.fail" ] && { echo "schedd not reachable" >&2; exit 2; }
+echo "-- Schedd: schedd@beslogin : <127.0.0.1:9618> @ 12/06/26 10:00:00"
+echo " ID          OWNER    SUBMITTED     RUN_TIME ST PRI SIZE CMD"
+echo " 52032427.0  topup    12/06 10:00  0+00:01:00 R  0   0.0  run_85383_3.txt"
+echo " 52032428.1  topup    12/06 10:00  0+00:00:00 H  0   0.0  rec85384_1"
+echo " 520324270.0 other    12/06 10:00  0+00:01:00 R  0   0.0  someone_else"
+echo ""
+echo "3 jobs; 0 completed, 0 removed, 0 idle, 2 running, 1 held, 0 suspended"
+"""
+
+
+def test_batch_states_are_asked_in_the_same_command(site: RemoteSite, jobs: Path) -> None:
+    tools = jobs.parent / "tools"
+    tools.mkdir(exist_ok=True)
+    tools.chmod(0o777)  # the login user writes hep_q.args
+    (tools / "hep_q").write_text(HEP_Q)
+    (tools / "hep_q").chmod(0o755)
+    jobs_file = jobs.parent / "rk.3_1.jobs"
+    jobs_file.write_text("52032427\n52032428\n52032429\n")  # the last one has ended
+    site.settings.batch_query_cmd = str(tools / "hep_q")
+    before = site.transport.stats.commands
+    report = site.poll_files(str(jobs), _expected(RUNS[:2]), jobs_file=str(jobs_file))
+    assert site.transport.stats.commands - before == 1
+    assert report.batch is not None and report.batch.ok
+    assert report.batch.clusters == [52032427, 52032428, 52032429]
+    # only our clusters (not 520324270, which merely starts with the same digits)
+    assert {j.id: j.state for j in report.batch.jobs.values()} == {
+        "52032427.0": "R",
+        "52032428.1": "H",
+    }
+    assert report.batch.jobs["52032427.0"].line.endswith("run_85383_3.txt")
+    me = site.run("id -un").stdout.strip()
+    assert (tools / "hep_q.args").read_text().strip() == f"args: -u {me}"
+    assert report.missing[RUNS[0]] == [f"hist{RUNS[0]}_1.root"]  # the files as before
+
+    # the query failing is reported, not taken for "no job left"
+    (tools / "hep_q.fail").write_text("")
+    failed = site.poll_files(str(jobs), _expected(RUNS[:2]), jobs_file=str(jobs_file))
+    assert failed.batch is not None and not failed.batch.ok and failed.batch.jobs == {}
+    assert failed.batch.error == "exit 2: schedd not reachable"
+    # no jobs recorded: nothing to ask
+    none = site.poll_files(str(jobs), _expected(RUNS[:2]), jobs_file=str(jobs.parent / "no"))
+    assert none.batch is None and none.missing == report.missing

@@ -145,6 +145,55 @@ def test_stage_failure_writes_the_break_line(sim: SimSite) -> None:
     assert not (sp / "shield_run85391.txt").exists()
 
 
+def _hep_q_states(sim: SimSite, d: Path) -> dict[str, str]:
+    """``hep_q`` as the waits read it: job id → state (column ST)."""
+    out = bash(sim, "hep_q", d).stdout
+    states = {}
+    for line in out.splitlines():
+        m = re.match(r"^\s*(\d+\.\d+)\s+\S+\s+\S+\s+\S+\s+\S+\s+([IRHCX])\s", line)
+        if m:
+            states[m.group(1)] = m.group(2)
+    return states
+
+
+def test_hep_q_reports_held_and_running_and_forgets_ended_jobs(sim: SimSite) -> None:
+    fast(sim, held={"3": [85391]}, never_finish={"3": [85392]})
+    sp = sim.stage_dir("search_peak")
+    ids = {}
+    for r in (85391, 85392, 85393):
+        (sp / f"run_{r}_3.txt").write_text(f"{sp}/a.out {sim.hist()}/ {r} \n")
+        ids[r] = f"{submit(sim, sp, f'run_{r}_3.txt', kind='hep_sub')}.0"
+    wait_for(lambda: list(sp.glob("run_85393_3.txt.out.*")))
+    # the ended job leaves the queue; the held one stays H, the running one R
+    wait_for(lambda: _hep_q_states(sim, sp) == {ids[85391]: "H", ids[85392]: "R"})
+    summary = bash(sim, "hep_q", sp).stdout
+    assert "1 running, 1 held" in summary
+    assert not list(sp.glob("run_85391_3.txt.*.*"))  # a held job never started
+    assert bash(sim, f"hep_rm {ids[85391]}", sp).returncode == 0  # held jobs can be removed
+    wait_for(lambda: _hep_q_states(sim, sp) == {ids[85392]: "R"})
+
+
+def test_crash_fault_leaves_empty_outputs_and_its_error_line(sim: SimSite) -> None:
+    fast(sim, crash={"1": [85383]}, crash_line="Error: cannot allocate 4096 MB")
+    d = step1_dir(sim)
+    submit(sim, d, write_job(sim, d, 85383))
+    wait_for(lambda: (d / "rec85383_1.txt.bosslog").exists())
+    assert (d / "rec85383_1.txt.bosserr").read_text() == "Error: cannot allocate 4096 MB\n"
+    for name in ("Interval_run85383.txt", "Interval_run85383.png", "InjSigTime_0085383_720.root"):
+        assert (d / name).stat().st_size == 0, name  # opened, never written
+    assert "Terminated successfully" not in (d / "rec85383_1.txt.bosslog").read_text()
+
+
+def test_logs_at_start_exist_while_the_job_runs(sim: SimSite) -> None:
+    sim.set_faults(logs_at_start=True, job_seconds=30)
+    d = step1_dir(sim)
+    cluster = submit(sim, d, write_job(sim, d, 85383))
+    wait_for(lambda: (d / "rec85383_1.txt.bosslog").exists())
+    assert (d / "rec85383_1.txt.bosserr").exists()
+    assert not (d / "Interval_run85383.txt").exists()  # the job is still running
+    assert _hep_q_states(sim, d) == {f"{cluster}.0": "R"}
+
+
 def test_hep_rm_kills_a_running_job_process_group(sim: SimSite) -> None:
     fast(sim)
     sp = sim.stage_dir("search_peak")

@@ -146,7 +146,11 @@ def test_layout_validation() -> None:
     with pytest.raises(ValidationError):
         DateSpec(date="2506241", runs=[])
     with pytest.raises(ValidationError):
-        DateSpec(date="250624", runs=[123456])  # genJob.sh reads 5 characters
+        DateSpec(date="250624", runs=[1234567])
+    with pytest.raises(ValidationError):
+        DateSpec(date="250624", runs=[9999])
+    # 6-digit runs are allowed: they reproduce the site scripts' 5-character cut
+    assert DateSpec(date="250624", runs=[123456]).runs == [123456]
     layout = default_layout()
     dup = layout.model_copy(update={"rounds": [layout.rounds[0], layout.rounds[0]]})
     with pytest.raises(ValidationError):

@@ -22,7 +22,8 @@ def _legacy() -> list[int]:
 
 def test_156_entries_with_consistent_fields() -> None:
     assert len(_legacy()) == 156
-    assert errors.ADDED_CODES == {5202, 5304, 8101}
+    assert len(errors.ERRORS) == 156 + len(errors.ADDED_CODES)
+    assert {5202, 5304, 8101, 1114, 110} <= errors.ADDED_CODES
     for code, info in errors.ERRORS.items():
         assert isinstance(info, ErrorInfo)
         assert info.code == code
@@ -45,8 +46,8 @@ def test_counts_per_step_match_the_spec() -> None:
         "7": 6,
         "8": 1,
     }
-    assert len(errors.codes_for_step("1")) == 29
-    assert len(errors.codes_for_step("1.1")) == 14
+    assert len(errors.codes_for_step("1")) == 29 + 2  # + 1114, 1115 (ours)
+    assert len(errors.codes_for_step("1.1")) == 14 + 2
     assert errors.codes_for_step("2.4") == [2003, 2400, 2401, 2402, 2403]
 
 
@@ -96,6 +97,25 @@ def test_table_matches_the_spec_row_by_row() -> None:
         info = errors.ERRORS[int(code)]
         assert (info.name, info.action, info.severity) == (name, action, severity)
         assert errors.step_of(int(code)) == step
+
+
+def test_our_codes_name_what_happened_and_ask_an_operator() -> None:
+    """Crash, held job and missing job file: not fixed by a retry (issue 11 part 3)."""
+    assert {110, 1114, 1115, 2108, 3107, 4106, 4107, 5107, 6105, 6106} <= errors.ADDED_CODES
+    waits_codes = {110, 1114, 1115, 2108, 3107, 4106, 4107, 5107, 6105, 6106}
+    for code in errors.ADDED_CODES:
+        info = errors.error(code)
+        assert info.action == "manual" and info.severity == "error"
+        if code in waits_codes:
+            assert info.name.endswith(("_CRASHED", "_HELD", "_WITHOUT_JOB_FILE")), info.name
+    crash_of = {
+        errors.step_of(c): c for c in errors.ADDED_CODES if "CRASHED" in errors.error(c).name
+    }
+    # every batch wait has a crash code next to its legacy (retry) timeout code
+    waits = {"1.1": 1111, "2.1": 2106, "3.1": 3105, "4.1": 4104, "5.1": 5104, "6.1": 6103}
+    for step, timeout in waits.items():
+        assert errors.error(timeout).action == "retry" and "TIMEOUT" in errors.error(timeout).name
+        assert step in crash_of
 
 
 def test_unknown_code_becomes_103_ai() -> None:

@@ -136,11 +136,16 @@ def test_failed_job_stops_the_wait_and_only_it_is_resubmitted(
         _run_1_1(local_site, max_wait_minutes=2)
     assert time.monotonic() - start < 30  # did not wait for the limit
     res = exc.value.result
-    assert res.error.code == 1111 and exc.value.action == "retry"
+    # a crash is not a timeout: its own code, for an operator, with the failing log lines
+    assert res.error.code == 1114 and res.error.name == "STEP1_1_JOBS_CRASHED"
+    assert exc.value.action == "manual"
     assert res.runs_incomplete == [85421] and res.runs_complete == [85420, 85422]
     assert "85421" in res.data["failed"]
+    assert res.data["evidence"]["85421"][0].startswith("rec85421_1.txt.bosserr: ")
+    assert "segmentation violation" in res.data["evidence"]["85421"][0]
     assert len(_stage1(sim)) == 3
 
+    # the operator's retry: only the crashed job is resubmitted
     sim.set_faults(fail={})
     result = _run_1_1(local_site)
     assert result.runs_complete == RUNS
@@ -153,7 +158,7 @@ def test_empty_output_is_not_complete(local_site: RemoteSite, sim: Any) -> None:
     sim.set_faults(empty_output={"1": [85420]})
     with pytest.raises(StepError) as exc:
         _run_1_1(local_site, max_wait_minutes=2)
-    assert exc.value.result.error.code == 1111
+    assert exc.value.result.error.code == 1114 and exc.value.action == "manual"
     assert exc.value.result.runs_incomplete == [85420]
     assert "without output" in exc.value.result.data["failed"]["85420"]
 

@@ -82,7 +82,7 @@ def test_second_jobs_wait_for_every_ntuple_and_submit_once(site: RemoteSite, sim
     assert (_base(site) / DATE).stat().st_mtime_ns == mtime
 
 
-def test_failed_jobs_fail_2106_and_only_they_are_resubmitted(
+def test_crashed_jobs_fail_2108_and_only_they_are_resubmitted(
     local_site: RemoteSite, sim: Any
 ) -> None:
     sim.set_faults(fail={"2": [85422]})
@@ -91,8 +91,9 @@ def test_failed_jobs_fail_2106_and_only_they_are_resubmitted(
         _run_2_1(local_site, max_wait_minutes=2)
     assert time.monotonic() - start < 30
     res = exc.value.result
-    assert res.error.code == 2106 and exc.value.action == "retry"
+    assert res.error.code == 2108 and exc.value.action == "manual"
     assert res.runs_incomplete == [85422] and res.runs_complete == [85420, 85421]
+    assert "segmentation violation" in res.data["evidence"]["85422"][0]
     n = len(_stage2(sim))
     assert n == JOBS_PER_RUN * len(RUNS)
 

@@ -96,10 +96,15 @@ def test_empty_shield_file_is_not_complete(local_site: RemoteSite, sim: Any) -> 
         _run_3_1(local_site, max_wait_minutes=2)
     assert time.monotonic() - start < 30  # the job ended: no waiting for the limit
     res = exc.value.result
-    assert res.error.code == 3105 and exc.value.action == "retry"
+    # the job ended (batch system) with an empty output: a crash, for an operator at once
+    assert res.error.code == 3107 and exc.value.action == "manual"
+    assert res.error.name == "STEP3_1_JOBS_CRASHED"
     assert res.runs_incomplete == [85420] and res.runs_complete == [85421, 85422]
     assert (_dir(sim) / "shield_run85420.txt").stat().st_size == 0
     assert "without output" in res.data["failed"]["85420"]
+    # the evidence: the job's own words, from its log
+    assert any("can not access the file" in x for x in res.data["evidence"]["85420"])
+    assert "can not access the file" in res.message
 
 
 def test_never_finishing_job_times_out_3105_listing_it(local_site: RemoteSite, sim: Any) -> None:
@@ -123,10 +128,13 @@ def test_failed_job_is_reported_then_only_it_is_resubmitted(
     with pytest.raises(StepError) as exc:
         _run_3_1(local_site, max_wait_minutes=2)
     res = exc.value.result
-    assert res.error.code == 3105 and res.runs_incomplete == [85421]
+    assert res.error.code == 3107 and res.runs_incomplete == [85421]
+    assert exc.value.action == "manual"  # a crash: no automatic retry
     assert "Break" in res.data["failed"]["85421"] and res.data["timed_out"] is False
+    assert any("segmentation violation" in x for x in res.data["evidence"]["85421"])
     assert len(_stage3(sim)) == 3
 
+    # the operator fixed the cause and chose retry: only the crashed job is resubmitted
     sim.set_faults(fail={})
     result = _run_3_1(local_site)
     assert result.runs_complete == RUNS

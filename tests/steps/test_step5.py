@@ -67,12 +67,12 @@ def test_ets_cut_jobs_wait_for_both_plots_of_every_run(site: RemoteSite, sim: An
     assert again.runs_complete == RUNS and len(_stage5(sim)) == len(RUNS)
 
 
-def test_failed_job_is_5104_then_only_it_is_resubmitted(local_site: RemoteSite, sim: Any) -> None:
+def test_crashed_job_is_5107_then_only_it_is_resubmitted(local_site: RemoteSite, sim: Any) -> None:
     sim.set_faults(fail={"5": [85420]})
     with pytest.raises(StepError) as exc:
         _run_5_1(local_site, max_wait_minutes=2)
     res = exc.value.result
-    assert res.error.code == 5104 and exc.value.action == "retry"
+    assert res.error.code == 5107 and exc.value.action == "manual"
     assert res.runs_incomplete == [85420] and "85420" in res.data["failed"]
     sim.set_faults(fail={})
     result = _run_5_1(local_site)

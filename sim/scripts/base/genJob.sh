@@ -2,7 +2,9 @@
 # Second-pass job generator of DataValid (simulated copy, spec steps-0-2 §6.2).
 # Usage: ./genJob.sh <date>   Needs ROUND_NUMBER (source ~/w720 first).
 export PATH=@SIM_BIN@:$PATH
-pause=$(@PY@ @SIMTOOL@ hook genJob.sh DataValid/genJob.sh --get=pause_seconds) || exit $?
+params=$(@PY@ @SIMTOOL@ hook genJob.sh DataValid/genJob.sh --get=pause_seconds --get=array_jobs) || exit $?
+pause=$(printf '%s\n' "$params" | tail -n 2 | head -n 1)
+array=$(printf '%s\n' "$params" | tail -n 1)
 if [ $# -lt 1 ]; then
     echo "Usage: ./genJob.sh <date>   e.g. ./genJob.sh 250520"
     exit 1
@@ -48,10 +50,15 @@ do
     n=$((n+1))
     echo "${date} Run ${runNo} ${totalnum} ${jobID}"
     if [ ${jobID} -eq ${totalnum} ]; then
-        for ((i=0; i<totalnum; i++))
-        do
-            boss.condor -g offlinerun rec${runNo}_${i}
-        done
+        if [ "${array}" = "True" ] && [ ${totalnum} -gt 1 ]; then
+            # the real generator: one array per run (spec steps-0-2 §6.2)
+            boss.condor -g offlinerun -n ${totalnum} rec${runNo}_'%{ProcId}'
+        else
+            for ((i=0; i<totalnum; i++))
+            do
+                boss.condor -g offlinerun rec${runNo}_${i}
+            done
+        fi
         sleep ${pause}
     fi
     cd ..

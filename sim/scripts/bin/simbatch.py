@@ -8,7 +8,8 @@ The scheduler (`schedd`, one process per user and tree, in its own session, deta
 any SSH channel) claims queued jobs and runs each in a thread: steps 1-2 jobs are produced
 in Python; steps 3-6 jobs run their job file with bash in a new process group (whose id is
 written to ``proc`` so hep_rm can kill it). It exits after a short idle time. Job states:
-I idle, R running, C completed, X removed.
+I idle, R running, H held (the ``held`` fault), C completed, X removed. ``hep_q`` lists,
+like HTCondor's queue, only the jobs still in it (I, R, H): an ended job leaves it.
 """
 
 from __future__ import annotations
@@ -151,9 +152,9 @@ def _spec(job_dir: Path) -> dict[str, Any] | None:
 
 
 def job_active(job_dir: Path) -> str | None:
-    """The state of a job that is idle or running for real, else None."""
+    """The state of a job still in the queue (idle, held, or running for real), else None."""
     state = read_state(job_dir)
-    if state == "I":
+    if state in ("I", "H"):
         return state
     if state == "R":
         pid = read_pid(job_dir / "pid")
@@ -211,9 +212,10 @@ def hep_q(argv: list[str]) -> int:
             f"{job['state']}  0   0.0  {job['jobfile']} ({job['cwd']})"
         )
     idle = sum(1 for j in jobs if j["state"] == "I")
+    held = sum(1 for j in jobs if j["state"] == "H")
     print(
-        f"\n{len(jobs)} jobs; 0 completed, 0 removed, {idle} idle, {len(jobs) - idle} running, "
-        "0 held, 0 suspended"
+        f"\n{len(jobs)} jobs; 0 completed, 0 removed, {idle} idle, "
+        f"{len(jobs) - idle - held} running, {held} held, 0 suspended"
     )
     return 0
 

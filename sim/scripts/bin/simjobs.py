@@ -4,7 +4,9 @@ boss.condor jobs (steps 1-2) are BOSS job-option files: the job reads its option
 names, input raw files, interval, IST file) and writes what BOSS would. hep_sub jobs
 (steps 3-6) are one-line shell files ``<dir>/a.out <hist dir> <run>``: the job runs them, and
 the ``a.out`` of each stage directory is `aout()` below. Outputs are written atomically, the
-logs last: a log file means "the job ended".
+logs last: a log file means "the job ended" — unless the ``logs_at_start`` fault makes the
+logs appear when the job starts (a shared filesystem may), when only the batch system's
+state (hep_q) tells a running job from an ended one.
 """
 
 from __future__ import annotations
@@ -141,6 +143,13 @@ def run_job(job_dir: Path) -> None:
         stage, run = classify_boss(spec["jobfile"], text)
     else:
         stage, run = classify_hep(text)
+    if run is not None and run in stage_runs(f, "held", stage):
+        set_state(job_dir, "H")  # never starts: hep_q shows H until hep_rm
+        while wait(3600, alive):
+            pass
+        return
+    if f.get("logs_at_start"):
+        start_logs(job_dir, spec, cwd, jobfile, run)
     if run is not None and run in stage_runs(f, "never_finish", stage):
         while wait(3600, alive):
             pass
@@ -149,12 +158,83 @@ def run_job(job_dir: Path) -> None:
         return
     failed = run is not None and run in stage_runs(f, "fail", stage)
     empty = run is not None and run in stage_runs(f, "empty_output", stage)
-    if spec["kind"] == "boss.condor":
+    crashed = run is not None and run in stage_runs(f, "crash", stage)
+    if crashed:
+        crash_job(job_dir, spec, cwd, jobfile, text, stage, run, f)
+    elif spec["kind"] == "boss.condor":
         boss_job(spec, cwd, jobfile, text, stage, run, f, failed, empty, alive)
     else:
         hep_job(job_dir, spec, cwd, jobfile, run, failed, empty, alive)
     if alive():
         set_state(job_dir, "C")
+
+
+def log_names(spec: dict[str, Any], cwd: Path, jobfile: Path) -> tuple[Path, Path]:
+    """(log, error log) of a job: ``.bosslog``/``.bosserr`` (boss.condor) or
+    ``.out.<cluster>.<proc>``/``.err.<cluster>.<proc>`` (hep_sub), next to the job file."""
+    if spec["kind"] == "boss.condor":
+        return cwd / f"{jobfile.name}.bosslog", cwd / f"{jobfile.name}.bosserr"
+    tag = f"{spec['cluster']}.{spec['proc']}"
+    return cwd / f"{jobfile.name}.out.{tag}", cwd / f"{jobfile.name}.err.{tag}"
+
+
+def start_logs(
+    job_dir: Path, spec: dict[str, Any], cwd: Path, jobfile: Path, run: int | None
+) -> None:
+    """``logs_at_start``: the logs exist (log head, empty error log) once the job starts."""
+    log, err = log_names(spec, cwd, jobfile)
+    if spec["kind"] == "boss.condor":
+        atomic_write(log, "\n".join(_bosslog_head(spec, run)) + "\n")
+    else:
+        env = _job_env(job_dir)
+        atomic_write(log, f"INFO: Using ROUND_NUMBER={env.get('ROUND_NUMBER', '18')}\n")
+    atomic_write(err, "")
+
+
+def crash_job(
+    job_dir: Path,
+    spec: dict[str, Any],
+    cwd: Path,
+    jobfile: Path,
+    text: str,
+    stage: str,
+    run: int | None,
+    f: dict[str, Any],
+) -> None:
+    """The ``crash`` fault: outputs opened but left empty, the crash line in the error log,
+    a log that stops in the middle of the event loop."""
+    for name in crash_outputs(spec, stage, run, text):
+        atomic_write(cwd / name, b"")
+    line = str(f.get("crash_line") or "terminate called")
+    log, err = log_names(spec, cwd, jobfile)
+    if spec["kind"] == "boss.condor":
+        head = _bosslog_head(spec, run)
+        body = [*head, "EventLoopMgr         INFO processing events"]
+    else:
+        env = _job_env(job_dir)
+        body = [f"INFO: Using ROUND_NUMBER={env.get('ROUND_NUMBER', '18')}", f"run: {run}"]
+    atomic_write(err, f"{line}\n")
+    atomic_write(log, "\n".join(body) + "\n")
+
+
+def crash_outputs(spec: dict[str, Any], stage: str, run: int | None, text: str) -> list[str]:
+    """The outputs a crashed job of ``stage`` leaves behind, empty."""
+    if run is None:
+        return []
+    if stage == "1":
+        opts = parse_options(text)
+        txt = opts.get("GetTIntervalAlg.output", f"Interval_run{run}.txt")
+        ets = opts.get("GetRawETS.ETS_FILE", f"InjSigTime_00{run}_720.root")
+        return [ets, txt.replace(".txt", ".png"), txt]
+    if stage == "2":
+        m = re.search(r"DATAFILE='([^']+)'", text)
+        return [m.group(1) if m else f"hist{run}_{spec['proc']}.root"]
+    return {
+        "3": [f"shield_run{run}.txt"],
+        "4": [],
+        "5": [f"run{run}_cut.png", f"run{run}_total.png"],
+        "6": [f"run{run}.png", f"run{run}.root"],
+    }.get(stage, [])
 
 
 def classify_boss(name: str, text: str) -> tuple[str, int | None]:
@@ -370,11 +450,12 @@ def hep_job(
     alive: Any,
 ) -> None:
     """Run the job file with bash in its own process group; logs renamed into place last."""
-    tag = f"{spec['cluster']}.{spec['proc']}"
-    out_final = cwd / f"{jobfile.name}.out.{tag}"
-    err_final = cwd / f"{jobfile.name}.err.{tag}"
-    out_tmp = cwd / f".{out_final.name}.simtmp"
-    err_tmp = cwd / f".{err_final.name}.simtmp"
+    out_final, err_final = log_names(spec, cwd, jobfile)
+    if faults().get("logs_at_start"):  # written in place, as the job goes
+        out_tmp, err_tmp = out_final, err_final
+    else:
+        out_tmp = cwd / f".{out_final.name}.simtmp"
+        err_tmp = cwd / f".{err_final.name}.simtmp"
     env = _job_env(job_dir)
     if failed:
         atomic_write(out_tmp, f"INFO: Using ROUND_NUMBER={env.get('ROUND_NUMBER', '18')}\n{run}\n")
@@ -396,6 +477,8 @@ def hep_job(
             if not alive():  # removed between the check and the start
                 os.killpg(proc.pid, 9)
             proc.wait()
+    if out_tmp == out_final:
+        return
     if not alive():
         for tmp in (out_tmp, err_tmp):
             try:
