@@ -123,6 +123,8 @@ def header(records: list[ScenarioRecord], now: datetime) -> list[str]:
         "",
         "```bash",
         ".venv/bin/pytest -m chaos",
+        ".venv/bin/pytest tests/remote/test_transient.py tests/flows/test_transient_outage.py "
+        "tests/flows/test_required_downloads.py",
         ".venv/bin/python scripts/reliability_report.py",
         "```",
         "",
