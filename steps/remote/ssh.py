@@ -24,8 +24,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fabric import Config, Connection
 from paramiko import Channel, SFTPClient
@@ -44,6 +45,7 @@ from steps.remote.errors import (
     DownloadError,
     HostKeyError,
     RemoteConnectionError,
+    RemoteError,
     RemoteTimeout,
 )
 from steps.remote.history import record_command
@@ -53,6 +55,7 @@ from steps.remote.retry import Recovery, with_backoff
 from steps.remote.transport import CommandResult, TransportStats
 
 log = logging.getLogger("topup.remote")
+_T = TypeVar("_T")
 
 # Network-level failures of an established connection.
 _NET_ERRORS = (SSHException, EOFError, OSError, socket.timeout)
@@ -254,7 +257,9 @@ class SshTransport:
             self.stats.retries += rec.retries
             self.stats.retry_seconds += rec.lost_seconds
 
-    def _retrying(self, what: str, attempt: Any, may_retry: Any) -> Any:
+    def _retrying(
+        self, what: str, attempt: Callable[[], _T], may_retry: Callable[[RemoteError], bool]
+    ) -> _T:
         return with_backoff(
             what,
             attempt,
@@ -275,7 +280,7 @@ class SshTransport:
             chan = self._open_channel(conn, gen)
             return self._execute(conn, gen, chan, command, wire, timeout)
 
-        def may_retry(exc: Exception) -> bool:
+        def may_retry(exc: RemoteError) -> bool:
             if not isinstance(exc, RemoteConnectionError) or exc.permanent:
                 return False
             return idempotent or not exc.may_have_run
@@ -390,7 +395,7 @@ class SshTransport:
             conn, gen = self._current()
             self._sftp_get(conn, gen, path, part)
 
-        def may_retry(exc: Exception) -> bool:
+        def may_retry(exc: RemoteError) -> bool:
             return isinstance(exc, RemoteConnectionError | DownloadError) and not exc.permanent
 
         try:
