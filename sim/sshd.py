@@ -388,9 +388,7 @@ class SshPair:
         A pending outage or refusal (``outage``, ``refuse_connects``) ends here.
         """
         self._prepare()
-        for fault in self._net_faults:
-            fault.cancel()
-        self._net_faults.clear()
+        self._cancel_net_faults()
         if self.stop_at_exit:
             _LIVE.add(self)
         try:
@@ -470,8 +468,10 @@ class SshPair:
     def stop(self, role: Role | None = None) -> None:
         """Stop one server or both, their live connections included, and reap them.
 
-        ``start()`` brings a stopped server back on its port with its keys.
+        ``start()`` brings a stopped server back on its port with its keys. A pending outage
+        or refusal is cancelled first (it would start the server again).
         """
+        self._cancel_net_faults()
         for r in (role,) if role else ("jump", "login"):
             self._stop_server(self._servers[r])
         if all(self.pid(r) is None for r in ROLES):
@@ -638,13 +638,16 @@ class SshPair:
 
     def clear_faults(self) -> None:
         """Undo every fault of the pair: SFTP works, no pending cut, no outage or refusal."""
-        for fault in self._net_faults:
-            fault.cancel()
-        self._net_faults.clear()
+        self._cancel_net_faults()
         if self._sftp_server is not None:
             self.set_sftp_fail(False)
         if self.sftp_cut_dir.is_dir():
             netfaults.write_tokens(self.sftp_cut_dir, 0, 0, self.user)
+
+    def _cancel_net_faults(self) -> None:
+        for fault in self._net_faults:
+            fault.cancel()
+        self._net_faults.clear()
 
     def follow_faults(self, faults_json: Path | None) -> None:
         """Also fail SFTP while ``faults_json`` (a sim site's faults file) has sftp_fail: true.
