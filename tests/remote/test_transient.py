@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -182,31 +183,22 @@ def test_idempotent_command_runs_again_after_a_drop(
     """A command declared idempotent is run again when the connection dies under it."""
     marker = Path(ssh_site.settings.control_dir).parent / "work" / "ran"
     ssh_site.run("true")
-    first = True
-
-    def drop_on_first_run() -> None:
-        nonlocal first
-        if first and marker.exists():
-            first = False
-            pair.kill_sessions("login")
-
-    cmd = f"echo run >> {marker}; sleep 1; wc -l < {marker}"
-    import threading
-
     stop = threading.Event()
 
-    def watcher() -> None:
+    def drop_once_it_ran() -> None:  # the first run wrote the marker: drop its connection
         while not stop.is_set():
-            drop_on_first_run()
+            if marker.exists():
+                pair.kill_sessions("login")
+                return
             stop.wait(0.02)
 
-    t = threading.Thread(target=watcher)
-    t.start()
+    dropper = threading.Thread(target=drop_once_it_ran)
+    dropper.start()
     try:
-        res = ssh_site.run(cmd, timeout=20, idempotent=True)
+        res = ssh_site.run(f"echo run >> {marker}; sleep 1; wc -l < {marker}", 20, idempotent=True)
     finally:
         stop.set()
-        t.join()
+        dropper.join()
     assert res.ok and int(res.stdout) == 2  # it ran twice, which the caller allowed
     assert ssh_site.transport.stats.retries == 1
     assert any("may" in line for line in _retry_lines(warnings))
