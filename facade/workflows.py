@@ -49,7 +49,8 @@ def resolve(name: str, version: str | None = None) -> WorkflowDefinition:
     try:
         return definitions.load(name, version)
     except DefinitionError as exc:
-        raise UnknownWorkflow(f"Workflow not found: {name}") from exc
+        # Names the version asked for (and the known ones) when the workflow exists.
+        raise UnknownWorkflow(definitions.unknown_workflow_message(name, version)) from exc
 
 
 def all_definitions() -> list[WorkflowDefinition]:

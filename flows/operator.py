@@ -96,6 +96,16 @@ class IstDecision(RunInput):
     note: str = Field("", max_length=2000, description="Why (recorded)")
 
 
+class RetryDecision(RunInput):
+    """A failure nobody may accept and go on from (a required report was not downloaded)."""
+
+    action: Literal["retry", "abort"] = Field(
+        description="retry: run the step again (after fixing the cause); abort: stop the run"
+    )
+    name: str = Field("", max_length=64, description="Who decides")
+    note: str = Field("", max_length=2000, description="Why (recorded)")
+
+
 class OutageDecision(RunInput):
     """The site could not be reached during a step an operator approved."""
 

@@ -4,7 +4,10 @@ The action comes from the step's error code (the legacy dictionary): ``retry`` �
 retries with the definition's delays; ``continue`` → a warning, the flow goes on; ``manual``
 (and ``ai``, which has no AI behind it here) → the flow pauses for an operator; ``exit`` → the
 flow ends its work normally. Failures of the remote layer (connection lost, command timeout,
-download mismatch) are retried like ``retry`` codes. Anything else, and a ``retry`` failure
+download mismatch) are retried like ``retry`` codes, after the SSH layer's own short backoff
+(steps/remote/retry.py). A required report that still cannot be downloaded (1402, 2503,
+4202, 5403, 6203, steps/errors.py REQUIRED_DOWNLOAD_CODES) is not a ``continue``: its step
+fails for an operator's decision at once, the transient part having been retried below. Anything else, and a ``retry`` failure
 whose retries are exhausted, fails the flow run, which can then be retried as a whole
 (completed steps come back cached).
 """

@@ -26,6 +26,7 @@ from flows.operator import (
     OperatorAbort,
     OperatorDecision,
     OutageDecision,
+    RetryDecision,
     ReviewDecision,
     ask,
     pause_key,
@@ -36,6 +37,7 @@ from flows.policy import Reaction, reaction, task_options
 from flows.recording import RunRecord
 from flows.registry import step_task
 from flows.verification import Verification, verify_date
+from steps.errors import REQUIRED_DOWNLOAD_CODES
 from steps.remote.errors import RemoteError
 from steps.results import StepError, StepResult
 
@@ -232,17 +234,30 @@ class Procedure:
         info = exc.result.error
         code = f"{info.code} {info.name}" if info else "?"
         self.log.warning("step %s needs an operator: [%s] %s", step.label, code, exc.result.message)
+        # a required report that did not download cannot be accepted and passed over
+        required = info is not None and info.code in REQUIRED_DOWNLOAD_CODES
         description = (
             f"## Step {exc.result.step or step.label} ({task_name}) needs a decision\n\n"
             f"**[{code}]** {exc.result.message}\n\n"
             + _facts(exc.result)
-            + "\n\n- **continue**: accept and go on"
-            + (f" (the step runs again with {step.continue_with})" if step.continue_with else "")
+            + (
+                ""
+                if required
+                else "\n\n- **continue**: accept and go on"
+                + (
+                    f" (the step runs again with {step.continue_with})"
+                    if step.continue_with
+                    else ""
+                )
+            )
             + "\n- **retry**: run the step again (after fixing the cause)"
             + "\n- **abort**: stop this run (it ends Cancelled)\n"
         )
+        model: type[OperatorDecision] | type[RetryDecision] = (
+            RetryDecision if required else OperatorDecision
+        )
         answer = self._ask(
-            OperatorDecision, key=pause_key(task_name, "manual", attempt), description=description
+            model, key=pause_key(task_name, "manual", attempt), description=description
         )
         by = who(answer.name)
         recording.record_decision(
@@ -610,5 +625,5 @@ def _facts(result: StepResult) -> str:
     ist = result.data.get("ist_results")
     if isinstance(ist, dict) and result.data.get("invalid_runs"):
         bad = {r: v for r, v in ist.items() if int(r) in result.data["invalid_runs"]}
-        lines.append(f"- IST values (before, from DB, after) of those runs: {bad}")
+        lines.append(f"- IST values (From_DB, before, after sorting) of those runs: {bad}")
     return "\n".join(lines)

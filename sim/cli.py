@@ -4,6 +4,10 @@
     topup-sim up     --root DIR            build if missing, start the sshd pair, write site.json
     topup-sim status --root DIR            sshd pair, active jobs, submissions, faults
     topup-sim faults --root DIR --set k=v  change faults (JSON values), --reset to defaults
+    topup-sim net    --root DIR ...        network faults of the running sshd pair:
+        --sftp-cut BYTES --downloads K     the next K SFTP sessions die after BYTES bytes
+        --outage jump|login --seconds S    the host is down for S seconds (waits until back)
+        --refuse jump|login --connects K   the next K connects are refused (waits until back)
     topup-sim down   --root DIR            stop the sshd pair and every process of the tree
 
 `up` leaves the two sshd daemons running after the command exits (the demo needs them);
@@ -164,6 +168,51 @@ def faults(
         changes[key] = value
     current = site.set_faults(**changes) if changes else site.faults()
     typer.echo(current.model_dump_json(indent=1))
+
+
+@app.command()
+def net(
+    root: RootOpt,
+    sftp_cut: Annotated[
+        int | None, typer.Option(help="bytes of SFTP stream served before the cut", min=0)
+    ] = None,
+    downloads: Annotated[int, typer.Option(help="SFTP sessions to cut", min=0)] = 1,
+    outage: Annotated[str | None, typer.Option(help="jump | login: host down")] = None,
+    seconds: Annotated[float, typer.Option(help="outage length", min=0, max=3600)] = 2.0,
+    refuse: Annotated[str | None, typer.Option(help="jump | login: refuse connects")] = None,
+    connects: Annotated[int, typer.Option(help="connects to refuse", min=1)] = 1,
+) -> None:
+    """Inject a network fault into the running sshd pair of ROOT (started by ``up``).
+
+    The SFTP cut only leaves tokens behind and returns; an outage or a refusal holds the
+    host's port, so this command waits until the host is back (after Ctrl-C the host stays
+    down: ``topup-sim down`` then ``up``).
+    """
+    root = root.resolve()
+    if not _sshd_state(root).is_file():
+        typer.echo(f"no sshd pair for {root}: run `topup-sim up` first", err=True)
+        raise typer.Exit(1)
+    for option, value in (("--outage", outage), ("--refuse", refuse)):
+        if value is not None and value not in ("jump", "login"):
+            raise typer.BadParameter(f"{option} must be jump or login, got {value!r}")
+    pair = _pair(root)
+    if sftp_cut is not None:
+        pair.cut_sftp(sftp_cut, downloads)
+        typer.echo(f"next {downloads} SFTP session(s) cut after {sftp_cut} bytes")
+    fault = None
+    if outage is not None:
+        fault = pair.outage(outage, seconds)  # type: ignore[arg-type]
+        typer.echo(f"{outage} host down for {seconds:g} s")
+    elif refuse is not None:
+        fault = pair.refuse_connects(refuse, connects)  # type: ignore[arg-type]
+        typer.echo(f"{refuse} host refuses the next {connects} connect(s)")
+    if fault is not None:
+        while fault.is_alive():
+            fault.join(0.5)
+        if fault.error is not None:
+            typer.echo(f"{outage or refuse} host did not come back: {fault.error}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{outage or refuse} host back")
 
 
 if __name__ == "__main__":

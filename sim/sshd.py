@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from sim import users
+from sim import netfaults, users
 
 Role = Literal["jump", "login"]
 ROLES: tuple[Role, ...] = ("login", "jump")  # login first: the jump config names its port
@@ -199,6 +199,7 @@ class SshPair:
                 self._servers[role].port_fixed = True
         self._sftp_server = next((p for p in SFTP_SERVER_CANDIDATES if p.exists()), None)
         self._prepared = False
+        self._net_faults: list[netfaults.HostFault] = []
         # False only for a long-lived demo site that another command stops later.
         self.stop_at_exit = stop_at_exit
 
@@ -222,6 +223,11 @@ class SshPair:
     @property
     def fault_dir(self) -> Path:
         return self.workdir / "faults"
+
+    @property
+    def sftp_cut_dir(self) -> Path:
+        """Tokens of the SFTP cut fault, one per session to cut (owned by the login user)."""
+        return self.fault_dir / "sftp_cut"
 
     @property
     def sftp_wrapper(self) -> Path:
@@ -291,6 +297,9 @@ class SshPair:
         os.chmod(self.authorized_keys, 0o644)
         self.fault_dir.mkdir(mode=0o755, exist_ok=True)
         os.chmod(self.fault_dir, 0o755)
+        # The wrapper runs as the user and claims tokens by renaming them.
+        self.sftp_cut_dir.mkdir(mode=0o755, exist_ok=True)
+        os.chown(self.sftp_cut_dir, entry.pw_uid, entry.pw_gid)
         self._write_sftp_wrapper()
         for server in self._servers.values():
             server.dir.mkdir(mode=0o755, exist_ok=True)
@@ -301,16 +310,29 @@ class SshPair:
     def _write_sftp_wrapper(self) -> None:
         flag = shlex.quote(str(self.fault_dir / "sftp_fail"))
         follow = shlex.quote(str(self.fault_dir / "follow"))
+        cuts = shlex.quote(str(self.sftp_cut_dir))
         target = shlex.quote(str(self._sftp_server) if self._sftp_server else "/bin/false")
         self.sftp_wrapper.write_text(
             "#!/bin/sh\n"
             "# SFTP subsystem of the simulated login node; fails on demand (fault injection):\n"
-            "# while the flag file exists, or the followed faults.json says sftp_fail: true.\n"
+            "# while the flag file exists, or the followed faults.json says sftp_fail: true;\n"
+            "# cut after N bytes while tokens wait in the cut dir (SshPair.cut_sftp).\n"
             "fail() { echo 'sftp-server: disabled by fault injection' >&2; exit 1; }\n"
             f"[ -e {flag} ] && fail\n"
             f"faults=$(cat {follow} 2>/dev/null)\n"
             'if [ -n "$faults" ] && [ -r "$faults" ] && '
             'grep -Eq \'"sftp_fail"[[:space:]]*:[[:space:]]*true\' "$faults"; then fail; fi\n'
+            f"cuts={cuts}\n"
+            "# Cut fault: claim one token (an atomic rename), serve only its byte count of\n"
+            "# the SFTP stream, then kill the whole session group (the channel dies).\n"
+            'for t in "$cuts"/t*; do\n'
+            '  [ -e "$t" ] || break\n'
+            '  if mv -- "$t" "$t.$$" 2>/dev/null; then\n'
+            '    n=$(cat -- "$t.$$"); rm -f -- "$t.$$"\n'
+            f'    {target} "$@" | {{ stdbuf -o0 head -c "$n"; kill -KILL 0; }}\n'
+            "    exit 1\n"
+            "  fi\n"
+            "done\n"
             f'exec {target} "$@"\n'
         )
         os.chmod(self.sftp_wrapper, 0o755)
@@ -361,8 +383,12 @@ class SshPair:
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> SshPair:
-        """Start both servers and wait until each answers with an SSH banner."""
+        """Start both servers and wait until each answers with an SSH banner.
+
+        A pending outage or refusal (``outage``, ``refuse_connects``) ends here.
+        """
         self._prepare()
+        self._cancel_net_faults()
         if self.stop_at_exit:
             _LIVE.add(self)
         try:
@@ -442,8 +468,10 @@ class SshPair:
     def stop(self, role: Role | None = None) -> None:
         """Stop one server or both, their live connections included, and reap them.
 
-        ``start()`` brings a stopped server back on its port with its keys.
+        ``start()`` brings a stopped server back on its port with its keys. A pending outage
+        or refusal is cancelled first (it would start the server again).
         """
+        self._cancel_net_faults()
         for r in (role,) if role else ("jump", "login"):
             self._stop_server(self._servers[r])
         if all(self.pid(r) is None for r in ROLES):
@@ -565,6 +593,61 @@ class SshPair:
             os.chmod(flag, 0o644)
         else:
             flag.unlink(missing_ok=True)
+
+    def cut_sftp(self, after_bytes: int, downloads: int = 1) -> None:
+        """Kill the next ``downloads`` SFTP sessions after ``after_bytes`` bytes of their stream.
+
+        The count is of the SFTP stream the login node sends (protocol packets included),
+        so a cut past ~1 kB lands inside the file data. Replaces earlier pending cuts; 0
+        downloads clears them.
+        """
+        if self._sftp_server is None:
+            raise SshdError("SFTP fault injection needs an sftp-server binary (none found)")
+        if after_bytes < 0 or downloads < 0:
+            raise ValueError("after_bytes and downloads must be >= 0")
+        self._prepare()
+        netfaults.write_tokens(self.sftp_cut_dir, after_bytes, downloads, self.user)
+
+    def sftp_cuts_left(self) -> int:
+        """Pending SFTP cuts (tokens not claimed yet)."""
+        return netfaults.tokens_left(self.sftp_cut_dir)
+
+    def refuse_connects(self, role: Role, count: int) -> netfaults.HostFault:
+        """The next ``count`` connections to ``role`` are refused, then the server is back.
+
+        The server goes away (live connections dropped, as when a host restarts) and its port
+        answers each new connection with a reset before any SSH banner; after ``count`` of
+        them sshd listens again on the same port with the same keys.
+        """
+        server = self._servers[role]
+        self._stop_server(server)
+        fault = netfaults.Refuser(HOST, server.port, count, lambda: self._start_server(server))
+        self._net_faults.append(fault)
+        fault.start()
+        return fault
+
+    def outage(self, role: Role, seconds: float) -> netfaults.HostFault:
+        """``role`` is down for ``seconds``: connections dropped, connects refused (nothing
+        listens on the port), then sshd starts again on the same port and keys."""
+        server = self._servers[role]
+        self._stop_server(server)
+        fault = netfaults.Outage(seconds, lambda: self._start_server(server))
+        self._net_faults.append(fault)
+        fault.start()
+        return fault
+
+    def clear_faults(self) -> None:
+        """Undo every fault of the pair: SFTP works, no pending cut, no outage or refusal."""
+        self._cancel_net_faults()
+        if self._sftp_server is not None:
+            self.set_sftp_fail(False)
+        if self.sftp_cut_dir.is_dir():
+            netfaults.write_tokens(self.sftp_cut_dir, 0, 0, self.user)
+
+    def _cancel_net_faults(self) -> None:
+        for fault in self._net_faults:
+            fault.cancel()
+        self._net_faults.clear()
 
     def follow_faults(self, faults_json: Path | None) -> None:
         """Also fail SFTP while ``faults_json`` (a sim site's faults file) has sftp_fail: true.

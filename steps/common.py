@@ -62,7 +62,8 @@ Stable API (other step modules import these names):
   the SL6-container ``convert`` heredoc with an explicit, validated file list.
 - ``merge_and_download(step, site, *, directory, pngs=[(run, name)], pdf_name, local_name,
   run_key, merge_code, download_code, timeout=600, **fields) -> StepResult`` — a whole
-  merge-and-download step: fails with ``merge_code`` or (WARNING) ``download_code``.
+  merge-and-download step: fails with ``merge_code`` or ``download_code`` (a required
+  report: ``manual``, an operator decides).
 - ``download_path(site, run_key, local_name) -> Path`` — ``downloads_dir / run_key / name``.
 - ``download_pdf(site, remote_path, local_path, run=None) -> FileRecord`` — sha256-verified.
 - ``content_type(path) -> str``; ``file_records(site, specs) -> list[FileRecord]`` — ONE
@@ -1002,8 +1003,10 @@ def merge_and_download(
     """The whole "merge this date's PNGs into a PDF and download it" step (1.4, 2.5, ...).
 
     ``pngs`` are ``(run, name in directory)`` in page order. A failed ``convert`` or a missing
-    PDF fails with ``merge_code`` (data lists missing PNGs); a failed download fails with
-    ``download_code`` (a ``continue`` code: outcome WARNING, the remote PDF is recorded).
+    PDF fails with ``merge_code`` (data lists missing PNGs); a download that still fails after
+    the SSH layer's retries fails with ``download_code`` (``manual`` for the required reports,
+    steps/errors.py REQUIRED_DOWNLOAD_CODES: the operator retries or aborts; the remote PDF is
+    recorded).
     ``fields`` (``date``, ``round`` ...) go into the result. ONE ``file_facts`` call records
     the PNGs (role verified) and the remote PDF (role pdf).
     """

@@ -63,6 +63,11 @@ class SiteSettings(BaseSettings):
     # the new key is stored in known_hosts and a warning is logged.
     accept_new_host_keys: bool = False
     connect_timeout: float = 30.0
+    # Transient SSH faults (connect, jump forwarding, session channel, SFTP) are tried again
+    # after 0.5, 1, 2, 4, 8, 8 ... s while the waits add up to at most this many seconds;
+    # then the failure goes to the step (and its task retries). 0: no retry in the SSH layer.
+    # Only the waits count; each attempt is itself bounded by connect_timeout.
+    ssh_retry_seconds: float = Field(15.5, ge=0, le=600)
     keepalive_seconds: int = 15
     command_timeout: float = 600.0
 

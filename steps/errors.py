@@ -9,8 +9,10 @@ API (stable, used by every step module):
 - ``ERRORS: Mapping[int, ErrorInfo]`` — the 156 legacy entries and ours (``ADDED_CODES``:
   crash, held job and missing-job-file codes of the batch waits, 5202/5304 of steps 5.2/5.3,
   8101 of a failed real submission), keyed by code;
-- ``error(code) -> ErrorInfo`` — the entry (a copy); an unknown code gives 103 UNKNOWN_ERROR
-  with action ``"ai"`` and a message naming the unknown code;
+- ``error(code) -> ErrorInfo`` — the entry (a copy) with the action this project applies
+  (``ACTION_OVERRIDES``); an unknown code gives 103 UNKNOWN_ERROR with action ``"ai"`` and a
+  message naming the unknown code;
+- ``REQUIRED_DOWNLOAD_CODES`` — the failed downloads of required reports (``manual`` here);
 - ``step_of(code) -> str | None`` — the step the code belongs to (``"gen"``, ``"1.1"`` … ``"8"``);
 - ``codes_for_step(step) -> list[int]`` — codes of one step (``"1.1"``) or step group (``"1"``).
 
@@ -710,10 +712,25 @@ def _build() -> tuple[Mapping[int, ErrorInfo], Mapping[int, str]]:
 ERRORS, _STEP_OF = _build()
 
 
+# A required report whose PDF was built but could not be downloaded (after the SSH layer's
+# retries): the five report steps 1.4 (IST), 2.5, 4.2 (the four cut/check PDFs), 5.4 (ETS cut)
+# and 6.2 (ETS check). The legacy dictionary says ``continue``, which let a run end "done"
+# without the reports the operators validate; here the step fails and an operator decides
+# (retry / abort). Codes and names stay the legacy ones; ERRORS keeps the legacy action.
+REQUIRED_DOWNLOAD_CODES: frozenset[int] = frozenset({1402, 2503, 4202, 5403, 6203})
+ACTION_OVERRIDES: Mapping[int, Action] = MappingProxyType(
+    dict.fromkeys(REQUIRED_DOWNLOAD_CODES, "manual")
+)
+
+
 def error(code: int | None) -> ErrorInfo:
-    """The dictionary entry for ``code``; unknown codes become 103 UNKNOWN_ERROR (action ai)."""
+    """The entry for ``code`` with the action applied here (``ACTION_OVERRIDES``, else the
+    legacy one); unknown codes become 103 UNKNOWN_ERROR (action ai)."""
     if code is not None and code in ERRORS:
-        return ERRORS[code].model_copy()
+        info = ERRORS[code].model_copy()
+        if code in ACTION_OVERRIDES:
+            info.action = ACTION_OVERRIDES[code]
+        return info
     unknown = ERRORS[UNKNOWN_CODE]
     return unknown.model_copy(update={"message": f"{unknown.message} (unknown code {code!r})"})
 

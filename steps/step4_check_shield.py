@@ -118,7 +118,8 @@ def merge_shield_pdfs(
     """Step 4.2: one PDF per plot family from this date's PNGs, downloaded and verified.
 
     No PNG at all → success "no PDF (non-topup)" (4002). A failed merge → 4201, a failed
-    download → 4202 (both ``continue``: outcome WARNING).
+    download → 4202. 4201 is ``continue`` (outcome WARNING); 4202 is ``manual``: the four PDFs
+    are required reports, an operator decides (steps/errors.py REQUIRED_DOWNLOAD_CODES).
     """
     step = "4.2"
     runs = check_inputs(step, site, round, date, run_key)

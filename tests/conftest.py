@@ -40,8 +40,8 @@ def _site_module() -> ModuleType:
 
 
 def heal(pair: SshPair) -> SshPair:
-    """Undo what an earlier test may have left: SFTP fault on, a server stopped."""
-    pair.set_sftp_fail(False)
+    """Undo what an earlier test may have left: SFTP fault on or cut, a server stopped."""
+    pair.clear_faults()
     pair.follow_faults(None)
     return pair.start()  # starts only the servers that are not running
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from topup_cli.api import CliError, Target, find_run, resolve, start_run, wait_final
@@ -55,7 +56,7 @@ def _target(data_dir: Path | None, api_url: str | None) -> Target:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
+    console.print(f"[red]error:[/] {escape(message)}")  # values may hold [brackets]
     return typer.Exit(code)
 
 
@@ -157,12 +158,36 @@ def down(
 
 # ----------------------------------------------------------------------------- run
 def _definition(workflow: str, version: str | None) -> Any:
-    from flows.definitions import load
+    """The definition, or exit 2 naming the workflow and the version asked for."""
+    from flows.definitions import load, unknown_workflow_message
 
     try:
         return load(workflow, version)
-    except (KeyError, LookupError, ValueError) as exc:
-        raise _fail(f"unknown workflow {workflow!r} version {version!r}: {exc}") from None
+    except (KeyError, LookupError, ValueError):
+        raise _fail(unknown_workflow_message(workflow, version), 2) from None
+
+
+def _checked(definition: Any, params: dict[str, Any]) -> None:
+    """Validate ``params`` against the definition before anything reaches Prefect: exit 2
+    naming each bad value and the rule it breaks (no flow run is created)."""
+    from pydantic import ValidationError
+
+    try:
+        definition.validate_parameters(params)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err.get('loc', ())) or 'parameters'}"
+            + (f"={err['input']!r}" if "input" in err and err["type"] != "missing" else "")
+            + f": {err.get('msg', 'invalid')}"
+            for err in exc.errors()
+        ]
+        raise _fail(
+            f"invalid parameters for {definition.name} {definition.version}: "
+            + "; ".join(problems),
+            2,
+        ) from None
+    except ValueError as exc:
+        raise _fail(f"invalid parameters: {exc}", 2) from None
 
 
 def load_latest_standard() -> Any:
@@ -232,12 +257,7 @@ def run(
     ):
         if value is not None:
             params[name] = value
-    try:
-        definition.validate_parameters(
-            {k: v for k, v in params.items() if k in definition.parameters}
-        )
-    except ValueError as exc:
-        raise _fail(f"invalid parameters: {exc}", 2) from None
+    _checked(definition, {k: v for k, v in params.items() if k in definition.parameters})
     _start_and_follow(target, None, params, definition, watch, prompt, timeout)
 
 
@@ -325,10 +345,7 @@ def submit(
             params[name] = value
     if approve:
         params.update(approve_db_submit=True, approved_by=approved_by or getpass.getuser())
-    try:
-        definition.validate_parameters(params)
-    except ValueError as exc:
-        raise _fail(f"invalid parameters: {exc}", 2) from None
+    _checked(definition, params)
     _start_and_follow(
         target, "submit-constants/submit-constants", params, definition, watch, prompt, timeout
     )
@@ -369,13 +386,11 @@ def dates(
     from topup_cli.runlogs import table_artifact
 
     target = _target(data_dir, api_url)
+    params = {"round": round, "site": site or target.default_site}
+    _checked(_definition("available-dates", None), params)  # exit 2 before any flow run
     try:
         with target.client() as client:
-            fr = start_run(
-                client,
-                "available-dates/available-dates",
-                {"round": round, "site": site or target.default_site},
-            )
+            fr = start_run(client, "available-dates/available-dates", params)
             with console.status(f"available-dates {fr.name} ..."):
                 final = wait_final(client, fr.id, timeout)
             if final.state is None or not final.state.is_completed():
@@ -449,10 +464,7 @@ def backfill(
         if value is not None:
             params[name] = value
     # As `run` does: refused here (exit 2) instead of a flow run that fails at its start.
-    try:
-        _definition("backfill", None).validate_parameters(params)
-    except ValueError as exc:
-        raise _fail(f"invalid parameters: {exc}", 2) from None
+    _checked(_definition("backfill", None), params)
     try:
         with target.client() as client:
             fr = start_run(client, "backfill/backfill", params)

@@ -35,9 +35,8 @@ NOT_FOUND = {404: example(error_example("Workflow not found: nope"), "Unknown wo
 def _find(name: str, version: str | None) -> WorkflowDefinition:
     try:
         return workflows.resolve(name, version)
-    except workflows.UnknownWorkflow:
-        label = f"{name}@{version}" if version else name
-        raise ApiError(404, f"Workflow not found: {label}") from None
+    except workflows.UnknownWorkflow as exc:
+        raise ApiError(404, str(exc)) from None
 
 
 @router.get("", responses={200: example({"success": True, "workflows": [WORKFLOW_ITEM]})})

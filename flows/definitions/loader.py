@@ -105,3 +105,15 @@ def load(name: str, version: str | None = None) -> WorkflowDefinition:
         known = sorted((v for n, v in defs if n == real), key=version_key)
         raise DefinitionError(f"workflow {real!r} has no version {version!r} (known: {known})")
     return found
+
+
+def unknown_workflow_message(name: str, version: str | None) -> str:
+    """What every answer says about a workflow that cannot be loaded: the name alone when
+    no version of it exists, else the version asked for and the known ones."""
+    defs = _all()
+    try:
+        real = _resolve_name(name, defs)
+    except DefinitionError:
+        return f"Workflow not found: {name}"
+    known = sorted((v for n, v in defs if n == real), key=version_key)
+    return f"Workflow {real} has no version {version}; known: {', '.join(known)}"

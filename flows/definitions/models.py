@@ -54,6 +54,15 @@ def _yymmdd(value: str | None) -> str | None:
     return value
 
 
+def _yymmdd_list(value: str | None) -> str | None:
+    """Comma-separated data-taking dates, each a real calendar day (``250624,250625``)."""
+    if value is None:
+        return value
+    for date in value.split(","):
+        _yymmdd(date)
+    return value
+
+
 class ParameterSpec(BaseModel):
     """One parameter a caller may pass (a small, JSON-Schema-like subset)."""
 
@@ -66,7 +75,7 @@ class ParameterSpec(BaseModel):
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
-    format: Literal["yymmdd"] | None = None
+    format: Literal["yymmdd", "yymmdd-list"] | None = None
     enum: list[Any] | None = None
 
     @model_validator(mode="after")
@@ -99,6 +108,8 @@ class ParameterSpec(BaseModel):
         ann: Any = Annotated[base, Field(**constraints)] if constraints else base
         if self.format == "yymmdd":
             ann = Annotated[ann, AfterValidator(_yymmdd)]
+        elif self.format == "yymmdd-list":
+            ann = Annotated[ann, AfterValidator(_yymmdd_list)]
         if not self.required and self.default is None:
             ann = ann | None
         return ann

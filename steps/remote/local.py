@@ -38,7 +38,7 @@ class LocalTransport:
         self.drain_grace = drain_grace
         self._lock = threading.Lock()
 
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, *, idempotent: bool = False) -> CommandResult:
         record_command(self.stats, command, self._lock)
         start = time.monotonic()
         proc = subprocess.Popen(

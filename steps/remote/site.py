@@ -17,7 +17,7 @@ from steps.config import SitePaths, SiteSettings
 from steps.remote import detached as det
 from steps.remote import validate
 from steps.remote.detached import Detached
-from steps.remote.errors import DownloadError, RemoteError, RemoteTimeout
+from steps.remote.errors import DownloadError, DownloadMismatch, RemoteError, RemoteTimeout
 from steps.remote.files import FileFacts, facts_script, local_facts, parse_facts
 from steps.remote.polling import FAILURE_REGEX, PollPlan, PollReport, RunKey
 from steps.remote.transport import CommandResult, Transport
@@ -82,12 +82,16 @@ class RemoteSite:
         return self.settings.paths(validate.round_(round))
 
     # ---------------------------------------------------------------- commands
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+    def run(
+        self, command: str, timeout: float | None = None, *, idempotent: bool = False
+    ) -> CommandResult:
         """``bash -c`` semantics; never hangs: on timeout the process group is killed on the
-        remote and RemoteTimeout raised. A dropped connection is re-opened transparently."""
+        remote and RemoteTimeout raised. A dropped connection is re-opened transparently;
+        a command that may have started is run again only when ``idempotent`` (read-only,
+        or safe to repeat)."""
         limit = self.settings.command_timeout if timeout is None else timeout
         log.debug("run (limit %.0fs): %.200s", limit, command)
-        return self.transport.run(command, limit)
+        return self.transport.run(command, limit, idempotent=idempotent)
 
     def _control(self, script: str, what: str, timeout: float | None = None) -> CommandResult:
         """Run one of our own scripts; a non-zero exit is a RemoteError."""
@@ -98,9 +102,14 @@ class RemoteSite:
 
     def _script(self, script: str, what: str, timeout: float | None = None) -> CommandResult:
         """Run a generated script, labelled with a comment so ``stats.history`` says what it
-        was (``what`` holds validated values only)."""
+        was (``what`` holds validated values only).
+
+        Every such script is idempotent (status, polls and file facts only read; a detached
+        start re-attaches to its key instead of starting twice; kill and forget by key can be
+        repeated), so the transport may run it again after a dropped connection.
+        """
         limit = min(CONTROL_TIMEOUT, self.settings.command_timeout) if timeout is None else timeout
-        return self.transport.run(f"# topup: {what}\n{script}", limit)
+        return self.transport.run(f"# topup: {what}\n{script}", limit, idempotent=True)
 
     def env_prefix(self, round: str | None = None) -> str:
         """``source <env_script> && `` (quoted; a leading ``~/`` still expands), followed by
@@ -250,17 +259,33 @@ class RemoteSite:
     def download(self, remote_path: str, local_path: Path) -> FileFacts:
         """Fetch ``remote_path`` and verify size and sha256 against the remote's own facts.
 
-        Any failure or mismatch raises DownloadError and leaves nothing at ``local_path``
-        (an older file there is replaced only by a verified one).
+        The transport resumes an interrupted transfer; a resumed result that does not match
+        (the file changed between the pieces) is fetched once more from scratch. Any failure
+        or mismatch then raises DownloadError and leaves nothing at ``local_path`` (an older
+        file there is replaced only by a verified one).
         """
         remote_path = validate.path(remote_path)
         local_path = Path(local_path)
+        retries = self.transport.stats.retries
+        try:
+            return self._download_verified(remote_path, local_path)
+        except DownloadMismatch as exc:
+            if self.transport.stats.retries == retries:
+                raise  # one clean transfer that does not match: the file changed under us
+            log.warning(
+                "resumed download of %s did not verify (%s); fetching it again", remote_path, exc
+            )
+            return self._download_verified(remote_path, local_path)
+
+    def _download_verified(self, remote_path: str, local_path: Path) -> FileFacts:
         try:
             facts = self.file_facts([remote_path])[remote_path]
         except RemoteError as exc:
             raise DownloadError(f"cannot read facts of {remote_path}: {exc}") from exc
         if facts is None:
-            raise DownloadError(f"remote file {remote_path} does not exist")
+            missing = DownloadError(f"remote file {remote_path} does not exist")
+            missing.permanent = True
+            raise missing
         local_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.verify")
         try:
@@ -272,7 +297,7 @@ class RemoteSite:
                 raise DownloadError(f"download of {remote_path} failed: {exc}") from exc
             size, sha = local_facts(tmp)
             if size != facts.size or sha != facts.sha256:
-                raise DownloadError(
+                raise DownloadMismatch(
                     f"download of {remote_path} does not match the remote file: got {size} B "
                     f"sha256 {sha[:12]}…, remote {facts.size} B sha256 {facts.sha256[:12]}…"
                 )

@@ -5,8 +5,11 @@ What the legacy transport got wrong and this one does not (spec steps-0-2 §2):
   group), so a timed-out command is not left running as an orphan;
 - stdout and stderr are drained while waiting, so large outputs cannot stall the channel,
   and background children holding stdout cannot block the call past a short grace;
-- a dropped session is detected and the connection re-opened on the next call; a call
-  that failed before it reached the remote is retried once;
+- transient faults are absorbed here, with a short backoff (steps/remote/retry.py): a
+  connect, jump forwarding or session channel that fails is tried again, and so is a
+  command that provably did not start; a command that may have run is tried again only
+  when the caller declared it idempotent; an SFTP download whose channel or connection
+  died resumes where it stopped;
 - host keys are checked against a known_hosts file (no AutoAddPolicy).
 Passwords are only handed to paramiko; they never appear in logs or exceptions.
 """
@@ -21,8 +24,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fabric import Config, Connection
 from paramiko import Channel, SFTPClient
@@ -30,12 +34,14 @@ from paramiko.ssh_exception import (
     AuthenticationException,
     BadHostKeyException,
     ChannelException,
+    NoValidConnectionsError,
     SSHException,
 )
 
 from steps.config import HostSettings, SiteSettings
 from steps.remote import instrument, validate
 from steps.remote.errors import (
+    AuthenticationError,
     DownloadError,
     HostKeyError,
     RemoteConnectionError,
@@ -45,12 +51,18 @@ from steps.remote.errors import (
 from steps.remote.history import record_command
 from steps.remote.hostkeys import configure_client, mismatch_error
 from steps.remote.output import CappedBuffer
+from steps.remote.retry import Recovery, with_backoff
 from steps.remote.transport import CommandResult, TransportStats
 
 log = logging.getLogger("topup.remote")
+_T = TypeVar("_T")
 
 # Network-level failures of an established connection.
 _NET_ERRORS = (SSHException, EOFError, OSError, socket.timeout)
+# Bytes read per SFTP request while downloading (paramiko's own read size), and bytes
+# requested ahead at once: a download resumes after the last complete window.
+_CHUNK = 32768
+_WINDOW = 1 << 20
 
 
 def remote_command(command: str, timeout: float, kill_after: float) -> str:
@@ -169,14 +181,15 @@ class SshTransport:
         except BadHostKeyException as exc:
             raise mismatch_error(label, known, exc) from None
         except AuthenticationException:
-            raise RemoteConnectionError(f"authentication failed for {hop.user}@{label}") from None
+            raise AuthenticationError(f"authentication failed for {hop.user}@{label}") from None
         except ChannelException as exc:
             raise RemoteConnectionError(
                 f"jump host refused forwarding to {label}: {exc.text}"
             ) from None
         except (*_NET_ERRORS, ValueError) as exc:
+            cause = _root_cause(exc)
             raise RemoteConnectionError(
-                f"cannot connect to {label}: {type(exc).__name__}: {exc}"
+                f"cannot connect to {label}: {type(cause).__name__}: {cause}"
             ) from None
         assert conn.transport is not None
         conn.transport.set_keepalive(self.settings.keepalive_seconds)
@@ -238,21 +251,44 @@ class SshTransport:
                 _close_quietly(self._conn)
                 self._conn = None
 
+    # ----------------------------------------------------------------- retries
+    def _record(self, rec: Recovery) -> None:
+        with self._stats_lock:
+            self.stats.retries += rec.retries
+            self.stats.retry_seconds += rec.lost_seconds
+
+    def _retrying(
+        self, what: str, attempt: Callable[[], _T], may_retry: Callable[[RemoteError], bool]
+    ) -> _T:
+        return with_backoff(
+            what,
+            attempt,
+            may_retry=may_retry,
+            budget=self.settings.ssh_retry_seconds,
+            log=log,
+            record=self._record,
+        )
+
     # --------------------------------------------------------------- commands
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, *, idempotent: bool = False) -> CommandResult:
+        """Run ``command``; connection faults before it started are retried with backoff,
+        faults after it may have started only when ``idempotent``."""
         wire = remote_command(command, timeout, self.kill_after)
+
+        def attempt() -> CommandResult:
+            conn, gen = self._current()
+            chan = self._open_channel(conn, gen)
+            return self._execute(conn, gen, chan, command, wire, timeout)
+
+        def may_retry(exc: RemoteError) -> bool:
+            if not isinstance(exc, RemoteConnectionError) or exc.permanent:
+                return False
+            return idempotent or not exc.may_have_run
+
         with self._slots:
-            for attempt in (1, 2):
-                conn, gen = self._current()
-                try:
-                    chan = self._open_channel(conn, gen)
-                except RemoteConnectionError:
-                    if attempt == 2:
-                        raise
-                    log.warning("SSH session dropped before the command started; retrying once")
-                    continue
-                return self._execute(conn, gen, chan, command, wire, timeout)
-        raise AssertionError("unreachable")
+            return self._retrying(
+                f"SSH command to {self._label(self.settings.login)}", attempt, may_retry
+            )
 
     def _open_channel(self, conn: Connection, gen: int) -> Channel:
         """A new session channel. If that fails the command cannot have started; the
@@ -264,7 +300,7 @@ class SshTransport:
         except _NET_ERRORS as exc:
             label = self._label(self.settings.login)
             if self._alive(conn):
-                raise RemoteError(
+                raise RemoteConnectionError(
                     f"{label} refused a new session: {type(exc).__name__}: {exc}"
                 ) from None
             self._drop(gen)
@@ -285,9 +321,11 @@ class SshTransport:
             raise
         except _NET_ERRORS as exc:
             self._drop(gen)
-            raise RemoteConnectionError(
-                "connection lost while running a command (it may have started on the "
-                f"remote): {type(exc).__name__}: {exc}"
+            raise _may_have_run(
+                RemoteConnectionError(
+                    "connection lost while running a command (it may have started on the "
+                    f"remote): {type(exc).__name__}: {exc}"
+                )
             ) from None
         finally:
             chan.close()
@@ -297,8 +335,10 @@ class SshTransport:
             instrument.emit("command", spent, command)
         if result is None:
             self._drop(gen)
-            raise RemoteConnectionError(
-                "connection lost while running a command (it may still run on the remote)"
+            raise _may_have_run(
+                RemoteConnectionError(
+                    "connection lost while running a command (it may still run on the remote)"
+                )
             )
         return result
 
@@ -341,36 +381,40 @@ class SshTransport:
     def get(self, remote_path: str, local_path: Path) -> None:
         """SFTP to a temp file next to ``local_path``, then rename (never a partial file).
 
-        A transfer is idempotent: if the connection died under it, it is retried once on a
-        new connection.
+        A transfer is idempotent: when its SFTP channel or the connection dies, it is tried
+        again with backoff (on a new channel, reconnecting if needed) and resumes from the
+        bytes already received. The caller verifies the result (RemoteSite.download).
         """
         path = sftp_path(remote_path)
         local_path = Path(local_path)
         local_path.parent.mkdir(parents=True, exist_ok=True)
+        part = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.part")
         began = time.monotonic()
-        with self._slots:
-            for attempt in (1, 2):
-                conn, gen = self._current()
-                try:
-                    self._sftp_get(conn, path, local_path)
-                except DownloadError:
-                    if attempt == 1 and not self._alive(conn):
-                        log.warning("SSH session dropped during SFTP; retrying once")
-                        self._drop(gen)
-                        continue
-                    raise
-                with self._stats_lock:
-                    self.stats.downloads += 1
-                instrument.emit("download", time.monotonic() - began, path)
-                return
-        raise AssertionError("unreachable")
 
-    def _sftp_get(self, conn: Connection, path: str, local_path: Path) -> None:
-        """One SFTP session (a new one per call: a failed subsystem is not cached)."""
+        def attempt() -> None:
+            conn, gen = self._current()
+            self._sftp_get(conn, gen, path, part)
+
+        def may_retry(exc: RemoteError) -> bool:
+            return isinstance(exc, RemoteConnectionError | DownloadError) and not exc.permanent
+
+        try:
+            with self._slots:
+                self._retrying(f"SFTP download of {path}", attempt, may_retry)
+            os.replace(part, local_path)
+        finally:
+            part.unlink(missing_ok=True)
+        with self._stats_lock:
+            self.stats.downloads += 1
+        instrument.emit("download", time.monotonic() - began, path)
+
+    def _sftp_get(self, conn: Connection, gen: int, path: str, part: Path) -> None:
+        """One SFTP session (a new one per attempt: a dead channel is never reused)."""
         try:
             assert conn.transport is not None
             sftp = SFTPClient.from_transport(conn.transport)
         except _NET_ERRORS as exc:
+            self._forget_if_dead(conn, gen)
             raise DownloadError(
                 f"SFTP unavailable on {self._label(self.settings.login)}: "
                 f"{type(exc).__name__}: {exc}"
@@ -378,30 +422,69 @@ class SshTransport:
         if sftp is None:
             raise DownloadError("SFTP subsystem could not be started")
         try:
-            self._fetch(sftp, path, local_path)
+            self._fetch(sftp, path, part)
+        except DownloadError:
+            self._forget_if_dead(conn, gen)
+            raise
         finally:
             sftp.close()
 
-    def _fetch(self, sftp: SFTPClient, path: str, local_path: Path) -> None:
-        tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.part")
+    def _forget_if_dead(self, conn: Connection, gen: int) -> None:
+        if not self._alive(conn):
+            self._drop(gen)
+
+    def _fetch(self, sftp: SFTPClient, path: str, part: Path) -> None:
+        """Append the rest of ``path`` to ``part`` (resuming after the bytes it holds)."""
+        offset = part.stat().st_size if part.exists() else 0
         try:
             channel = sftp.get_channel()
             if channel is not None:
                 channel.settimeout(max(self.settings.connect_timeout, 30.0))
-            sftp.get(path, str(tmp))
-            os.replace(tmp, local_path)
+            with sftp.open(path, "rb") as remote, open(part, "ab") as out:
+                size = remote.stat().st_size or 0
+                if offset > size:  # the remote file shrank: start again
+                    out.truncate(0)
+                    offset = 0
+                if offset:
+                    log.info("SFTP download of %s resumes at byte %d of %d", path, offset, size)
+                # Pipelined reads, one window at a time: what a window brought is on disk
+                # before the next starts, so a dying channel costs at most one window.
+                while offset < size:
+                    end = min(size, offset + _WINDOW)
+                    remote.seek(offset)
+                    remote.prefetch(end)
+                    while offset < end and (chunk := remote.read(min(_CHUNK, end - offset))):
+                        out.write(chunk)
+                        offset += len(chunk)
+                    out.flush()
+                    if offset < end:  # the file shrank under us: the caller's check fails
+                        break
+        except (FileNotFoundError, PermissionError) as exc:
+            err = DownloadError(f"SFTP download of {path} failed: {type(exc).__name__}: {exc}")
+            err.permanent = True
+            raise err from None
         except _NET_ERRORS as exc:
             raise DownloadError(
                 f"SFTP download of {path} failed: {type(exc).__name__}: {exc}"
             ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 _close_quietly(self._conn)
                 self._conn = None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """paramiko wraps a refused connect in NoValidConnectionsError; show the socket error."""
+    if isinstance(exc, NoValidConnectionsError) and exc.errors:
+        return next(iter(exc.errors.values()))
+    return exc
+
+
+def _may_have_run(exc: RemoteConnectionError) -> RemoteConnectionError:
+    exc.may_have_run = True
+    return exc
 
 
 def _read_available(chan: Channel, out: CappedBuffer, err: CappedBuffer) -> None:

@@ -21,7 +21,7 @@ DEFAULT_RESULTS = PROJECT_DIR / "var" / "reliability" / "results.jsonl"
 class ScenarioRecord(BaseModel):
     """One scenario's measured end state."""
 
-    group: str = Field(description="faults | load | input | security")
+    group: str = Field(description="faults | transient | load | input | security")
     scenario: str
     injected: str
     outcome: str
@@ -31,6 +31,11 @@ class ScenarioRecord(BaseModel):
     rows_lost: int | None = Field(None, description="expected output rows missing at the end")
     orphans: int | None = Field(None, description="remote processes left behind")
     details: str = ""
+    # "transient vs permanent" scenarios (group "transient"): the fault's kind, how many times
+    # the SSH layer or the step tried again, and the run time the fault cost.
+    kind: str | None = Field(None, description="transient | permanent")
+    retries: int | None = None
+    lost_seconds: float | None = None
     recorded_at: float = Field(default_factory=time.time)
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
+from flows import definitions
 from flows.definitions import load
 from tests.cli.helpers import wait_for
 from tests.fixtures_stack import StackRuns
@@ -108,6 +109,40 @@ def test_run_refuses_bad_parameters_before_any_call(args: list[str]) -> None:
     res = runner.invoke(app, ["run", *args, "--api-url", "http://127.0.0.1:9/api"])
     assert res.exit_code == 2, res.output
     assert "invalid parameters" in res.output
+
+
+def _known(name: str) -> str:
+    return ", ".join(d.version for d in definitions.list_definitions() if d.name == name)
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["dates", "--round", "../../etc"], ["round='../../etc'", "pattern", "^round"]),
+        (["dates", "--site", "a/b"], ["site='a/b'", "pattern"]),
+        (
+            ["backfill", "--round", "round18", "--dates", "250624,250631"],
+            ["dates='250624,250631'", "'250631' is not a calendar date"],
+        ),
+        (
+            ["run", "--date", "250624", "--version", "9.9.9"],
+            [f"Workflow topup-standard has no version 9.9.9; known: {_known('topup-standard')}"],
+        ),
+        (
+            ["backfill", "--round", "round18", "--version", "9.9.9"],
+            ["Workflow topup-standard has no version 9.9.9; known:"],
+        ),
+    ],
+)
+def test_bad_input_exits_2_before_any_flow_run(args: list[str], needles: list[str]) -> None:
+    """Issue 11: every command validates against the definition first. Nothing listens on
+    port 9, so reaching the API would be exit 1 ("cannot reach"): exit 2 proves no call."""
+    res = runner.invoke(app, [*args, "--api-url", "http://127.0.0.1:9/api"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())  # the console wraps long lines
+    for needle in needles:
+        assert needle in text, text
+    assert "Traceback" not in text
 
 
 def test_run_without_a_stack_says_so() -> None:

@@ -126,7 +126,21 @@ def test_legacy_request_creates_a_typed_task(offline_facade: Served) -> None:
                 "parameters": {"date": "250624"},
             },
             400,
-            "Workflow not found",
+            "Workflow topup-standard has no version 9.9.9; known: 1.0.0, ",
+        ),
+        (
+            {
+                "workflow_name": "topup_standard_workflow",  # a legacy alias: the real name
+                "workflow_version": "9.9.9",
+                "parameters": {"date": "250624"},
+            },
+            400,
+            "Workflow topup-standard has no version 9.9.9; known:",
+        ),
+        (
+            {"workflow_name": "backfill", "parameters": {"round": "round18", "dates": "250631"}},
+            422,
+            "Invalid parameter dates: Value error, '250631' is not a calendar date",
         ),
     ],
 )

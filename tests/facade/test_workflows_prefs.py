@@ -13,6 +13,7 @@ def test_workflow_list_and_detail(offline_facade: Served) -> None:
         detail = c.get("/api/workflows/topup_standard_workflow").json()["workflow"]
         old = c.get("/api/workflows/topup-standard", params={"version": "1.0.0"}).json()
         missing = c.get("/api/workflows/get_available_dates_nope")
+        no_version = c.get("/api/workflows/topup-standard", params={"version": "9.9.9"})
     assert listed["success"] is True
     names = {(w["name"], w["version"]) for w in listed["workflows"]}
     assert {(d.name, d.version) for d in definitions.list_definitions()} == names
@@ -28,6 +29,13 @@ def test_workflow_list_and_detail(offline_facade: Served) -> None:
     assert old["workflow"]["version"] == "1.0.0"
     assert missing.status_code == 404
     assert missing.json()["error"] == "Workflow not found: get_available_dates_nope"
+    assert no_version.status_code == 404
+    known = ", ".join(
+        d.version for d in definitions.list_definitions() if d.name == "topup-standard"
+    )
+    assert no_version.json()["error"] == (
+        f"Workflow topup-standard has no version 9.9.9; known: {known}"
+    )
 
 
 def test_validate_endpoint(offline_facade: Served) -> None:

@@ -66,8 +66,8 @@ def site_settings(root: Path, **overrides: Any) -> SiteSettings:
 
 
 def heal(pair: SshPair) -> None:
-    """Undo faults an earlier test may have left (SFTP failing, a server stopped)."""
-    pair.set_sftp_fail(False)
+    """Undo faults an earlier test may have left (SFTP failing or cut, a server stopped)."""
+    pair.clear_faults()
     pair.start()
 
 

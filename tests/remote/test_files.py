@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,13 +115,15 @@ def test_download_keeps_previous_file_when_failing(site: RemoteSite, tmp_path: P
 
 
 def test_sftp_failure_raises_download_error(
-    ssh_site: RemoteSite, sim_ssh: SshPair, tmp_path: Path
+    ssh_site_factory: Callable[..., RemoteSite], sim_ssh: SshPair, tmp_path: Path
 ) -> None:
+    """SFTP refused on every attempt: retried within the (short) budget, then given up."""
+    ssh_site = ssh_site_factory(ssh_retry_seconds=0.5)
     d = _dir(ssh_site)
     (d / "f.pdf").write_bytes(b"%PDF-1.3 data")
     sim_ssh.set_sftp_fail(True)
     try:
-        with pytest.raises(DownloadError, match="SFTP"):
+        with pytest.raises(DownloadError, match="SFTP.*gave up after 2 attempts"):
             ssh_site.download(str(d / "f.pdf"), tmp_path / "f.pdf")
         assert list(tmp_path.iterdir()) == []
     finally:

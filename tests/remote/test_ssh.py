@@ -65,6 +65,7 @@ def test_drop_during_command_raises_connection_error(
     t.join()
     assert killer_done.is_set()
     assert time.monotonic() - start < 30  # not the 43 s sleep
+    assert ssh_site.transport.stats.retries == 0  # it may have run: never run twice
     # The next call reconnects; the orphan is cleaned up by its remote time limit or here.
     ssh_site.run(f"pkill -f '{marker}' || true")
     assert ssh_site.transport.stats.sessions == 2
@@ -113,6 +114,7 @@ def test_wrong_password_is_a_clear_error_without_the_secret(
         assert secret not in repr(info.value.__cause__ or "")
         assert secret not in caplog.text
     assert site.transport.stats.commands == 0
+    assert site.transport.stats.retries == 0  # a wrong password is not retried
 
 
 def _known_hosts_with(path: Path, entries: dict[str, str]) -> Path:
@@ -201,15 +203,19 @@ def test_unknown_host_accepted_and_stored_with_opt_in(
 def test_unreachable_jump_host(
     ssh_site_factory: Callable[..., RemoteSite], sim_ssh: SshPair
 ) -> None:
+    """Refused connects are retried with backoff (0.5 + 1 s here), then given up."""
     jump = {**sim_ssh.client_overrides()["jump"], "port": _closed_port()}
-    site = ssh_site_factory(jump=jump, connect_timeout=3)
-    start = time.monotonic()
-    with pytest.raises(RemoteConnectionError, match="cannot connect"):
+    site = ssh_site_factory(jump=jump, connect_timeout=3, ssh_retry_seconds=1.5)
+    with pytest.raises(RemoteConnectionError, match="cannot connect") as info:
         site.run("true")
-    assert time.monotonic() - start < 5
+    assert "gave up after 3 attempts" in str(info.value)
+    assert site.transport.stats.retries == 2 and site.transport.stats.commands == 0
 
 
-def test_login_node_down_then_back(ssh_site: RemoteSite, sim_ssh: SshPair) -> None:
+def test_login_node_down_then_back(
+    ssh_site_factory: Callable[..., RemoteSite], sim_ssh: SshPair
+) -> None:
+    ssh_site = ssh_site_factory(ssh_retry_seconds=0)
     assert ssh_site.run("true").ok
     sim_ssh.stop("login")
     try:

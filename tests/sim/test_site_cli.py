@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.site import SimSite
+from sim.sshd import SshPair, ssh_banner
 from steps.config import SiteSettings
 from tests.sim.test_site_helpers import wait_for
 
@@ -117,3 +119,33 @@ def test_up_connect_down(root: Path) -> None:
     assert "0 left" in down.output
     assert site.tree_processes() == []
     assert site.active_jobs() == []
+
+
+def test_net_faults_on_the_running_pair(root: Path) -> None:
+    """`topup-sim net`: SFTP cut tokens left for the login node; an outage of the jump host
+    (nothing listening: connects refused) that ends with the host back on its port."""
+    assert runner.invoke(app, ["up", "--root", str(root)]).exit_code == 0
+    try:
+        ports = json.loads((root / ".sim/sshd.json").read_text())
+        res = runner.invoke(
+            app, ["net", "--root", str(root), "--sftp-cut", "4000", "--downloads", "2"]
+        )
+        assert res.exit_code == 0, res.output
+        assert SshPair(workdir=root / ".sim/sshd").sftp_cuts_left() == 2
+        seen_down: list[bool] = []
+
+        def probe() -> None:
+            wait_for(lambda: ssh_banner(ports["jump"], 0.2) is None)
+            seen_down.append(True)
+
+        watcher = threading.Thread(target=probe)
+        watcher.start()
+        res = runner.invoke(app, ["net", "--root", str(root), "--outage", "jump", "--seconds", "1"])
+        watcher.join()
+        assert res.exit_code == 0, res.output
+        assert "jump host back" in res.output and seen_down == [True]
+        assert ssh_banner(ports["jump"]) is not None
+        bad = runner.invoke(app, ["net", "--root", str(root), "--outage", "mars"])
+        assert bad.exit_code == 2 and "jump or login" in bad.output
+    finally:
+        runner.invoke(app, ["down", "--root", str(root)])

@@ -69,9 +69,9 @@ def test_actions_only_use_the_legacy_vocabulary() -> None:
         (1112, "STEP1_1_ANOMALY_FILE_DETECTED", "manual", "error"),
         (1302, "STEP1_3_INVALID_IST_VALUES", "manual", "warning"),
         (1401, "STEP1_4_MERGE_FAILED", "retry", "error"),
-        (1402, "STEP1_4_DOWNLOAD_FAILED", "continue", "warning"),
+        (1402, "STEP1_4_DOWNLOAD_FAILED", "manual", "warning"),
         (2106, "STEP2_1_HIST_TIMEOUT", "retry", "warning"),
-        (2503, "STEP2_5_DOWNLOAD_FAILED", "continue", "warning"),
+        (2503, "STEP2_5_DOWNLOAD_FAILED", "manual", "warning"),
         (3200, "STEP3_2_SCRIPT_FAILED", "continue", "warning"),
         (6102, "STEP6_1_NO_JOB_FILES_WHEN_SKIP", "manual", "error"),
         (7100, "STEP7_SCRIPT_FAILED", "retry", "error"),
@@ -132,12 +132,24 @@ def test_error_returns_a_copy() -> None:
     assert errors.error(1200).message != "changed"
 
 
+def test_required_downloads_go_to_an_operator() -> None:
+    """Issue 11: the five report steps' download failures are ``manual`` (legacy: continue);
+    the legacy table itself is untouched (see test_table_matches_the_spec_row_by_row)."""
+    assert errors.REQUIRED_DOWNLOAD_CODES == {1402, 2503, 4202, 5403, 6203}
+    for code in errors.REQUIRED_DOWNLOAD_CODES:
+        assert errors.ERRORS[code].action == "continue"
+        info = errors.error(code)
+        assert info.action == "manual" and "DOWNLOAD" in info.name
+        assert info.name == errors.ERRORS[code].name
+    assert errors.error(5004).action == "continue"  # unused by the steps, left as legacy
+
+
 def test_fail_raises_a_picklable_step_error_with_the_right_outcome() -> None:
     with pytest.raises(StepError) as exc:
-        fail("1.4", 1402, "download failed", date="250624")
+        fail("3.2", 3200, "script failed", date="250624")
     assert exc.value.result.outcome == Outcome.WARNING  # continue code
     assert exc.value.action == "continue"
-    assert "1402" in str(exc.value)
+    assert "3200" in str(exc.value)
     again = pickle.loads(pickle.dumps(exc.value))
     assert again.result == exc.value.result
     with pytest.raises(StepError) as exc2:

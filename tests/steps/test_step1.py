@@ -356,8 +356,22 @@ def test_ist_pdf_missing_plot_is_1401(local_site: RemoteSite) -> None:
     assert exc.value.result.data["missing_pngs"] == ["Interval_run85422.png"]
 
 
-def test_ist_pdf_download_failure_is_a_warning_1402(site: RemoteSite, sim_ssh: SshPair) -> None:
+def test_ist_pdf_download_cut_once_is_retried(site: RemoteSite, sim_ssh: SshPair) -> None:
+    """A transient SFTP fault is absorbed by the SSH layer: the step succeeds."""
     _ready_for_pdf(site)
+    sim_ssh.cut_sftp(300, 1)  # the SFTP channel dies early in the next download
+    result = ist_pdf(site, date=DATE, round=ROUND, run_key="rk1")
+    assert sim_ssh.sftp_cuts_left() == 0 and site.transport.stats.retries == 1
+    local = Path(result.data["pdf_local_path"])
+    assert sha256(local) == sha256(_inj(site) / "Interval_plot" / "mergedd_IST.pdf")
+
+
+def test_ist_pdf_download_failure_needs_an_operator_1402(
+    site: RemoteSite, sim_ssh: SshPair
+) -> None:
+    """A required report that cannot be downloaded fails the step for an operator (manual)."""
+    _ready_for_pdf(site)
+    site.settings.ssh_retry_seconds = 0.5  # the transport reads its budget per call
     sim_ssh.set_sftp_fail(True)
     try:
         with pytest.raises(StepError) as exc:
@@ -365,8 +379,9 @@ def test_ist_pdf_download_failure_is_a_warning_1402(site: RemoteSite, sim_ssh: S
     finally:
         sim_ssh.set_sftp_fail(False)
     res = exc.value.result
-    assert res.error.code == 1402 and exc.value.action == "continue"
-    assert res.outcome == Outcome.WARNING
+    assert res.error.code == 1402 and exc.value.action == "manual"
+    assert res.outcome == Outcome.FAILED
+    assert "gave up after 2 attempts" in res.data["download_error"]
     assert [r.role for r in res.files if r.role == "pdf"] == ["pdf"]
     assert not (Path(site.settings.downloads_dir) / "rk1" / f"mergedd_IST_{DATE}.pdf").exists()
 

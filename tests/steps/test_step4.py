@@ -163,8 +163,12 @@ def test_merge_failure_is_a_warning_4201(local_site: RemoteSite, sim: Any) -> No
     assert exc.value.result.outcome == Outcome.WARNING
 
 
-def test_download_failure_is_a_warning_4202(site: RemoteSite, sim: Any, sim_ssh: SshPair) -> None:
+def test_download_failure_needs_an_operator_4202(
+    site: RemoteSite, sim: Any, sim_ssh: SshPair
+) -> None:
+    """The four cut/check PDFs are required reports: a failed download is ``manual``."""
     _run_4_1(site)
+    site.settings.ssh_retry_seconds = 0.5  # the transport reads its budget per call
     sim_ssh.set_sftp_fail(True)
     try:
         with pytest.raises(StepError) as exc:
@@ -172,7 +176,8 @@ def test_download_failure_is_a_warning_4202(site: RemoteSite, sim: Any, sim_ssh:
     finally:
         sim_ssh.set_sftp_fail(False)
     res = exc.value.result
-    assert res.error.code == 4202 and res.outcome == Outcome.WARNING
+    assert res.error.code == 4202 and res.outcome == Outcome.FAILED
+    assert exc.value.action == "manual"
     assert sorted(res.data["download_errors"]) == sorted(f"{f}.pdf" for f in FAMILIES)
     assert not list((Path(site.settings.downloads_dir) / "rk4").glob("*.pdf"))
     assert {Path(r.path).name for r in res.files if r.role == "pdf"} == {
