@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import tags
+from prefect import get_client, tags
 
 from flows.available_dates import available_dates
 from flows.backfill import backfill
@@ -171,29 +171,47 @@ def test_included_runs_lift_the_pre_approval(flow_env: FlowEnv) -> None:
     )
 
 
-def test_missing_report_stops_before_the_reset_and_abort_is_cancelled(
-    flow_env: FlowEnv, sim_ssh: Any
-) -> None:
+def test_a_report_altered_after_its_download_stops_the_reset(flow_env: FlowEnv) -> None:
+    """The gate hashes every report again: a PDF changed on disk after its verified download
+    is a missing item, named, and the pre-approved reset waits for a person."""
+    from tests.flows.conftest import poll, runs_tagged, wait_paused
+
     sim = flow_env.sim
     tag = unique_tag()
-    plan = [("step7-verify-1", {"decision": "abort", "name": "carol", "note": "no reports"})]
-    sim_ssh.set_sftp_fail(True)  # every download fails (the reports stay on the site)
-    try:
-        with Driver(operate(tag, plan, timeout=240)) as driver, tags(tag):
-            state = topup_standard(
-                date=DATE, **FAST, approve_reset=True, approved_by="alice", return_state=True
-            )
-    finally:
-        sim_ssh.set_sftp_fail(False)
+    name = f"mergedd_IST_{DATE}.pdf"
+    seen: dict[str, Any] = {}
+
+    def operator() -> None:
+        from prefect.flow_runs import resume_flow_run
+
+        (run,) = poll(lambda: runs_tagged(tag), 120, "the run")
+        pdf = flow_env.downloads / str(run.id) / name
+        poll(pdf.exists, 400, "the IST report downloaded", every=0.2)
+        with pdf.open("ab") as fh:
+            fh.write(b"% altered after the download\n")
+        paused = wait_paused(tag, key="step7-verify-1", timeout=400)
+        seen["run"] = paused.id
+        resume_flow_run(
+            paused.id, run_input={"decision": "abort", "name": "carol", "note": "re-download"}
+        )
+
+    with Driver(operator) as driver, tags(tag):
+        state = topup_standard(
+            date=DATE, **FAST, approve_reset=True, approved_by="alice", return_state=True
+        )
     driver.check()
     assert state.is_cancelled(), (state.type, state.message)
     assert "aborted by carol" in (state.message or "")
     record = date_store.date_record(ROUND, DATE)
     assert record is not None and record.status == "failed"
-    assert any("mergedd_IST_250626.pdf" in m for m in record.missing)
-    assert not any(
-        d.kind == "pre-approval" for d in repository.decisions(str(state.state_details.flow_run_id))
-    )
+    assert any(
+        f"report {name} does not match the sha256 verified at download time" in m
+        for m in record.missing
+    ), record.missing
+    run_id = str(state.state_details.flow_run_id)
+    assert not any(d.kind == "pre-approval" for d in repository.decisions(run_id))
+    gate = [d for d in repository.decisions(run_id) if d.kind == "gate"]
+    assert [(d.decision, d.decided_by) for d in gate] == [("abort", "carol")]
     # the reset never ran: this date's interval plots are still in place
     plots = Path(sim.inj(ROUND), "Interval_plot")
     assert all((plots / f"Interval_run{r}.png").exists() for r in sim.runs(ROUND, DATE))
@@ -202,13 +220,50 @@ def test_missing_report_stops_before_the_reset_and_abort_is_cancelled(
     assert DATE in listing["failed_dates"] and DATE in listing["unprocessed_dates"]
     assert DATE not in listing["processed_dates"]
     _report(
-        "reports not downloaded",
-        "every SFTP download fails; reset pre-approved",
-        "gate before step 7 lists the 8 missing reports; abort -> Cancelled; no reset; "
+        "report altered after its download",
+        "the IST PDF changed on disk before the reset; reset pre-approved",
+        "gate before step 7 names it (sha256 mismatch); abort -> Cancelled; no reset; "
         "date failed for step 0",
         sim,
         [],
     )
+
+
+def test_a_report_that_cannot_be_downloaded_is_retry_or_abort(
+    flow_env: FlowEnv, sim_ssh: Any
+) -> None:
+    """Step 1.4's PDF never arrives: no "continue" is offered; abort cancels the run."""
+    from tests.flows.conftest import wait_paused
+
+    tag = unique_tag()
+    seen: dict[str, Any] = {}
+
+    def operator() -> None:
+        from prefect.flow_runs import resume_flow_run
+
+        from tests.flows.test_operator import _form_description
+
+        run = wait_paused(tag, key="step1-4-manual-1", timeout=400)
+        seen["form"] = _form_description(run.id, "step1-4-manual-1")
+        with get_client(sync_client=True) as client:
+            schema = client.read_flow_run_input(run.id, "paused-step1-4-manual-1-schema")
+        seen["schema"] = schema
+        resume_flow_run(run.id, run_input={"action": "abort", "name": "dan"})
+
+    sim_ssh.set_sftp_fail(True)  # every download fails (the reports stay on the site)
+    try:
+        with Driver(operator) as driver, tags(tag):
+            state = topup_standard(
+                date=DATE, **FAST, approve_reset=True, approved_by="alice", return_state=True
+            )
+    finally:
+        sim_ssh.set_sftp_fail(False)
+    driver.check()
+    assert state.is_cancelled(), (state.type, state.message)
+    assert "1402" in seen["form"] and "**continue**" not in seen["form"]
+    assert '"continue"' not in str(seen["schema"]) and '"retry"' in str(seen["schema"])
+    record = date_store.date_record(ROUND, DATE)
+    assert record is not None and record.status == "failed"
 
 
 def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: FlowEnv) -> None:
