@@ -79,6 +79,28 @@ def _report_problem(name: str, downloads: list[StepOutput]) -> str | None:
     return None
 
 
+def required_reports(
+    step: StepDefinition, sr: StepRun, files: list[StepOutput], date: str
+) -> list[str]:
+    """The reports of ``step`` this date must have (local names).
+
+    A step that built no report and said why (4.2 for a date without checkShieldCalib
+    plots: ``success_code`` and ``pdfs: []``) requires none; a step that built some of its
+    families requires those (a family without plots has no PDF); otherwise all of them.
+    """
+    if sr.data.get("success_code") is not None and sr.data.get("pdfs") == []:
+        return []
+    names = [p.replace("{date}", date) for p in step.reports]
+    built = {o.name for o in files if o.role == "pdf" and o.size > 0}
+    if not built:
+        return names
+    return [
+        name
+        for name, pattern in zip(names, step.reports, strict=True)
+        if pattern.replace("_{date}.pdf", ".pdf") in built
+    ]
+
+
 def _decided(flow_run_id: str, task_name: str) -> bool:
     """A person answered this task's manual error (continue) in that flow run."""
     return any(
@@ -153,13 +175,10 @@ def verify_date(
                     | {int(r) for r in sr.data.get("already_present_runs") or []}
                 )
             if step.reports:
-                downloads = [
-                    o
-                    for o in repository.outputs(owner)
-                    if o.task_name == task_name and o.role == "download"
-                ]
-                for pattern in step.reports:
-                    problem = _report_problem(pattern.replace("{date}", date), downloads)
+                files = [o for o in repository.outputs(owner) if o.task_name == task_name]
+                downloads = [o for o in files if o.role == "download"]
+                for name in required_reports(step, sr, files, date):
+                    problem = _report_problem(name, downloads)
                     if problem:
                         v.missing.append(f"{what}: {problem}")
     v.runs = sorted(runs)
