@@ -8,6 +8,7 @@
     topup dates --round R       the dates of a round and which are unprocessed (step 0)
     topup backfill --round R    every unprocessed date of a round, one run after another
     topup token create --user U an API token for the facade (shown once)
+    topup doctor [--site NAME]  read-only preflight of a site (exit 1: not usable)
 
 Settings: TOPUP_STACK_* (topup_cli/settings.py), e.g. TOPUP_STACK_DATA_DIR (default var/).
 """
@@ -330,6 +331,41 @@ def dates(
     console.print(table)
     todo = [r["date"] for r in rows if r.get("status") == "unprocessed"]
     console.print(f"unprocessed: {', '.join(todo) if todo else 'none'}")
+
+
+# -------------------------------------------------------------------------- doctor
+@app.command()
+def doctor(
+    site: Annotated[str | None, typer.Option(help="Site name (default: the stack's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+    round: Annotated[str | None, typer.Option("--round", help="Round (default: site's)")] = None,
+    sites_dir: Annotated[
+        Path | None, typer.Option(help="Site files (default $TOPUP_SITES_DIR or the stack's)")
+    ] = None,
+    brief: Annotated[bool, typer.Option(help="Evidence only for checks that did not pass")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Read-only preflight of a site over the flows' own connection path.
+
+    Exit 0: usable (warnings allowed); 1: a check failed; 2: bad input.
+    """
+    from steps.doctor import DoctorOptions, run_doctor
+    from steps.remote.validate import InvalidValue, round_
+    from steps.session import load_settings
+    from topup_cli.doctor import render, resolve_site
+
+    name = resolve_site(_settings(data_dir), site, sites_dir)
+    try:
+        settings = load_settings(name)
+        options = DoctorOptions(round=round_(round) if round else None)
+    except (ValueError, LookupError, InvalidValue) as exc:
+        raise _fail(str(exc), 2) from None
+    report = run_doctor(settings, name, options)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=1))
+    else:
+        render(report, console, verbose=not brief)
+    raise typer.Exit(0 if report.usable else 1)
 
 
 # ------------------------------------------------------------------------ backfill
