@@ -5,6 +5,7 @@
     topup-sim status --root DIR            sshd pair, active jobs, submissions, faults
     topup-sim faults --root DIR --set k=v  change faults (JSON values), --reset to defaults
     topup-sim down   --root DIR            stop the sshd pair and every process of the tree
+    topup-sim replay FILE --root DIR       run a recorded transcript here, report differences
 
 `up` leaves the two sshd daemons running after the command exits (the demo needs them);
 `down` finds them again through their work dir (``DIR/.sim/sshd``) and stops them.
@@ -168,3 +169,47 @@ def faults(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def replay(
+    transcript: Annotated[Path, typer.Argument(help="`topup transcript <run> --json` output")],
+    root: RootOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+) -> None:
+    """Replay a transcript against the running site (`up` first); exit 1 if answers differ."""
+    from sim.replay import replay as run_replay
+    from sim.replay import wait_settled
+    from steps.config import SiteSettings
+    from steps.remote.site import RemoteSite
+    from steps.remote.transcript import TranscriptExport
+
+    root = root.resolve()
+    site = _open(root)
+    try:
+        recorded = TranscriptExport.model_validate_json(transcript.read_text())
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read {transcript}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not _site_json(root).is_file():
+        typer.echo(f"{root} is not up (no site.json): run `topup-sim up --root {root}`", err=True)
+        raise typer.Exit(2)
+    settings = SiteSettings(**json.loads(_site_json(root).read_text()))
+    remote = RemoteSite(settings)
+    try:
+        report = run_replay(recorded, remote, wait_settled(site))
+    finally:
+        remote.close()
+    if as_json:
+        typer.echo(report.model_dump_json(indent=1))
+    else:
+        typer.echo(
+            f"{report.commands} commands: {report.compared} compared, {report.skipped} skipped, "
+            f"{len(report.differences)} differ"
+        )
+        for d in report.differences:
+            typer.echo(
+                f"#{d.index} [{d.step}] {d.command}: {d.field} recorded {d.recorded!r}, "
+                f"sim {d.replayed!r}"
+            )
+    raise typer.Exit(1 if report.differences else 0)

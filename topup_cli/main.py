@@ -9,6 +9,7 @@
     topup backfill --round R    every unprocessed date of a round, one run after another
     topup token create --user U an API token for the facade (shown once)
     topup doctor [--site NAME]  read-only preflight of a site (exit 1: not usable)
+    topup transcript <run>      the run's remote commands (--json: for topup-sim replay)
 
 Settings: TOPUP_STACK_* (topup_cli/settings.py), e.g. TOPUP_STACK_DATA_DIR (default var/).
 """
@@ -366,6 +367,44 @@ def doctor(
     else:
         render(report, console, verbose=not brief)
     raise typer.Exit(0 if report.usable else 1)
+
+
+# ---------------------------------------------------------------------- transcript
+@app.command()
+def transcript(
+    flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The file topup-sim replay reads")
+    ] = False,
+    full: Annotated[bool, typer.Option(help="Whole command texts")] = False,
+    db_url: Annotated[str | None, typer.Option(help="Outputs store (default: the stack's)")] = None,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Every remote command of a flow run: step, text (secrets masked), cwd, exit, duration."""
+    from uuid import UUID
+
+    from topup_cli.transcript import export, render
+
+    run_id = flow_run
+    try:
+        UUID(flow_run)
+    except ValueError:  # a name: the Prefect API knows its id
+        target = _target(data_dir, api_url)
+        try:
+            with target.client() as client:
+                run_id = str(find_run(client, flow_run).id)
+        except CliError as exc:
+            raise _fail(str(exc)) from None
+        except (OSError, httpx.HTTPError) as exc:
+            raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    t = export(run_id, db_url or _token_db(data_dir))
+    if not t.commands:
+        raise _fail(f"no transcript for flow run {run_id}")
+    if as_json:
+        typer.echo(t.model_dump_json(indent=1))
+    else:
+        render(t, console, full=full)
 
 
 # ------------------------------------------------------------------------ backfill
