@@ -87,7 +87,7 @@ def build(
 @app.command()
 def up(
     root: RootOpt,
-    auth: Annotated[str, typer.Option(help="key | password | both")] = "key",
+    auth: Annotated[str, typer.Option(help="password (as IHEP) | key | both")] = "password",
 ) -> None:
     """Build ROOT if missing, start the sshd pair and write ROOT/.sim/site.json."""
     root = root.resolve()

@@ -152,6 +152,33 @@ class _Server:
         return self.dir / "sshd.log"
 
 
+# Finds the simulated tree a command works in: from $PWD up to a dir holding .sim/layout.json,
+# else the tree whose faults file the pair follows. Sets __r ("" when none).
+_FIND_TREE = r"""__r=$PWD
+while [ "$__r" != / ] && [ ! -f "$__r/.sim/layout.json" ]; do __r=$(dirname -- "$__r"); done
+if [ "$__r" = / ]; then
+  __r=$(cat -- "${TOPUP_SIM_PAIR:-/nonexistent}/faults/follow" 2>/dev/null)
+  __r=${__r%/.sim/faults.json}
+fi
+"""
+_DISPATCH = (
+    "#!/bin/bash\n"
+    "# @TOOL@ on the PATH of a plain exec (simulated site): the stand-in of the tree this\n"
+    "# command works in (sim/sshd.py).\n"
+    + _FIND_TREE
+    + 'if [ -z "$__r" ] || [ ! -x "$__r/sim/bin/@TOOL@" ]; then\n'
+    "  echo 'bash: @TOOL@: command not found' >&2; exit 127\n"
+    "fi\n"
+    'exec "$__r/sim/bin/@TOOL@" "$@"\n'
+)
+_W720 = (
+    "# ~/w720 of the simulated account, sourced as on IHEP (`source ~/w720`): the BOSS\n"
+    "# environment script of the simulated tree this shell works in (sim/sshd.py).\n"
+    + _FIND_TREE
+    + 'if [ -n "$__r" ] && [ -f "$__r/home/w720" ]; then source "$__r/home/w720"\n'
+    "else echo 'w720: no simulated site here' >&2; false; fi\n"
+)
+
 # Strong references: a pair dropped without stop() is still stopped at exit.
 _LIVE: set[SshPair] = set()
 
@@ -181,8 +208,12 @@ class SshPair:
         stop_at_exit: bool = True,
         jump_port: int | None = None,
         login_port: int | None = None,
+        plain_path_tools: bool = True,
     ) -> None:
         self.user = users.check_user_name(user)
+        # As on IHEP's login node, hadd and root are on the PATH of a plain exec; False
+        # reproduces a node where only the environment script puts them there.
+        self.plain_path_tools = plain_path_tools
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="topup-sshd-")).resolve()
         self.sshd = sshd
@@ -230,6 +261,11 @@ class SshPair:
     @property
     def password(self) -> str:
         return self.password_file.read_text().strip()
+
+    @property
+    def tools_dir(self) -> Path:
+        """On the login node's PATH (``SetEnv``): the ``hadd``/``root`` dispatchers."""
+        return self.workdir / "bin"
 
     def port(self, role: Role) -> int:
         return self._servers[role].port
@@ -292,6 +328,7 @@ class SshPair:
         self.fault_dir.mkdir(mode=0o755, exist_ok=True)
         os.chmod(self.fault_dir, 0o755)
         self._write_sftp_wrapper()
+        self._write_dispatchers(entry)
         for server in self._servers.values():
             server.dir.mkdir(mode=0o755, exist_ok=True)
             if not server.host_key.exists():
@@ -314,6 +351,25 @@ class SshPair:
             f'exec {target} "$@"\n'
         )
         os.chmod(self.sftp_wrapper, 0o755)
+
+    def _write_dispatchers(self, entry: Any) -> None:
+        """``hadd``/``root`` for the PATH of a plain exec, and ``~/w720`` in the account's
+        home, as on IHEP. One pair serves many simulated trees, so each runs the tree the
+        command works in (found from the working directory), else the tree the pair
+        currently follows (``follow_faults``)."""
+        self.tools_dir.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(self.tools_dir, 0o755)
+        for tool in ("hadd", "root"):
+            path = self.tools_dir / tool
+            path.write_text(_DISPATCH.replace("@TOOL@", tool))
+            os.chmod(path, 0o755)
+        home = Path(entry.pw_dir)
+        w720 = home / "w720"
+        tmp = home / f".w720.{os.getpid()}.tmp"
+        tmp.write_text(_W720)  # the same text for every pair: replacing it is harmless
+        os.chown(tmp, entry.pw_uid, entry.pw_gid)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, w720)
 
     def _config_text(self, server: _Server) -> str:
         common = [
@@ -356,7 +412,14 @@ class SshPair:
             ]
         else:
             sftp = str(self.sftp_wrapper) if self._sftp_server else "internal-sftp"
-            role_lines = ["AllowTcpForwarding no", f"Subsystem sftp {sftp}"]
+            env = [f"TOPUP_SIM_PAIR={self.workdir}"]
+            if self.plain_path_tools:
+                env.append(f"PATH={self.tools_dir}:/usr/local/bin:/usr/bin:/bin")
+            role_lines = [
+                "AllowTcpForwarding no",
+                f"Subsystem sftp {sftp}",
+                "SetEnv " + " ".join(env),
+            ]
         return "\n".join(common + role_lines) + "\n"
 
     # ------------------------------------------------------------- lifecycle
@@ -580,8 +643,12 @@ class SshPair:
         os.chmod(follow, 0o644)
 
     # ---------------------------------------------------------------- client
-    def client_overrides(self, auth: Literal["key", "password", "both"] = "key") -> dict[str, Any]:
-        """The SiteSettings fields that reach this pair (steps/config.py names)."""
+    def client_overrides(
+        self, auth: Literal["key", "password", "both"] = "password"
+    ) -> dict[str, Any]:
+        """The SiteSettings fields that reach this pair (steps/config.py names).
+
+        Passwords by default, as the real site's hops (keys work too)."""
         if auth not in ("key", "password", "both"):
             raise ValueError(f"auth must be key, password or both, got {auth!r}")
 

@@ -47,10 +47,11 @@ def test_healthy_sim_is_usable(sim: Any, ssh_password_settings: SiteSettings) ->
     assert list(got) == [
         "hops", "paths", "tools", "write", "afs", "quota", "clock", "detached",
     ]  # fmt: skip
-    for name in ("hops", "paths", "write", "quota", "clock", "detached"):
+    for name in ("hops", "paths", "tools", "write", "quota", "clock", "detached"):
         assert got[name] == "pass", report.check(name)
-    # The sim has hadd/root only after sourcing, and no AFS: warnings that say so.
-    assert got["tools"] in ("pass", "warn")
+    # hadd/root on the PATH of a plain exec, as on IHEP (the pair's dispatchers)
+    assert any("hadd: " in e and "only after" not in e for e in report.check("tools").evidence)
+    # The sim has no AFS: a warning that says so.
     assert got["afs"] == "warn" and "tokens" in report.check("afs").summary
     hops = report.check("hops").evidence
     assert any("jump" in e and "host key verified" in e for e in hops)
@@ -90,7 +91,7 @@ def test_each_site_fault_fails_its_check(
     assert "TOPUP_CALIB_CONST_ROOT" in paths.fix and "TOPUP_TOPUP_ROOT" in paths.fix
     tools = report.check("tools")
     assert tools.status == "fail" and "TOPUP_ENV_SCRIPT" in tools.fix
-    assert "hadd not on the PATH after sourcing" in tools.summary
+    assert "hep_sub not on the PATH after sourcing" in tools.summary
     assert "hep_q -u $USER exits" in " ".join(tools.evidence)
     afs = report.check("afs")
     assert afs.status == "fail" and "kinit" in afs.fix
@@ -100,6 +101,18 @@ def test_each_site_fault_fails_its_check(
     assert clock.status == "fail" and "NTP" in clock.fix
     assert -610 < float(clock.summary.split()[2]) < -590
     assert leftovers(sim.control_dir) == []
+
+
+def test_tools_only_after_sourcing_warns(sim: Any, site_root: Path) -> None:
+    """A login node without hadd/root on the plain PATH (the sim's missing-PATH option):
+    the steps still work (they source the env script), the legacy invocation would not."""
+    with SshPair(user=SIM_USER, plain_path_tools=False) as pair:
+        pair.follow_faults(site_root / ".sim" / "faults.json")
+        report = doctor(sim.settings(**pair.client_overrides()))
+    tools = report.check("tools")
+    assert tools.status == "warn" and report.usable
+    assert any("hadd is not on the PATH of a plain exec" in e for e in tools.evidence)
+    assert "PATH" in tools.fix
 
 
 def test_read_only_control_dir_fails_write(sim: Any, ssh_password_settings: SiteSettings) -> None:
