@@ -56,7 +56,7 @@ def _open(root: Path) -> SimSite:
         raise typer.Exit(1) from exc
 
 
-def _pair(root: Path) -> Any:
+def _pair(root: Path, **options: Any) -> Any:
     """The SshPair of this site (its processes found again through the work dir)."""
     from sim.sshd import SshPair
 
@@ -68,6 +68,7 @@ def _pair(root: Path) -> Any:
         stop_at_exit=False,
         jump_port=ports.get("jump"),
         login_port=ports.get("login"),
+        **options,
     )
 
 
@@ -88,15 +89,36 @@ def build(
 def up(
     root: RootOpt,
     auth: Annotated[str, typer.Option(help="password (as IHEP) | key | both")] = "password",
+    login_name: Annotated[
+        str | None, typer.Option(help="Forward to the login node by this name (e.g. beslogin)")
+    ] = None,
+    real_paths: Annotated[
+        bool,
+        typer.Option(help="Lay the tree at /besfs5, /bes3fs, /cvmfs, /afs (login node only)"),
+    ] = False,
+    plain_path_tools: Annotated[
+        bool, typer.Option(help="hadd/root on the PATH of a plain exec, as on IHEP")
+    ] = True,
 ) -> None:
-    """Build ROOT if missing, start the sshd pair and write ROOT/.sim/site.json."""
+    """Build ROOT if missing, start the sshd pair and write ROOT/.sim/site.json.
+
+    With --real-paths the site file keeps IHEP's default paths (the login node sees the
+    tree there, in its private mount namespace)."""
+    from steps.config import SiteSettings
+
     root = root.resolve()
     site = SimSite.open(root) if (root / ".sim/layout.json").is_file() else build_site(root)
-    pair = _pair(root)
+    pair = _pair(
+        root,
+        login_name=login_name,
+        real_paths=root if real_paths else None,
+        plain_path_tools=plain_path_tools,
+    )
     pair.start()
     pair.follow_faults(root / ".sim" / "faults.json")
     _sshd_state(root).write_text(json.dumps({"jump": pair.jump_port, "login": pair.login_port}))
-    settings = site.settings(**pair.client_overrides(auth=auth))
+    overrides = pair.client_overrides(auth=auth)
+    settings = SiteSettings(**overrides) if real_paths else site.settings(**overrides)
     data = settings.model_dump(mode="json", exclude={"jump_password", "login_password"})
     if auth in ("password", "both"):  # the demo needs them; the file is root-only
         for hop in ("jump", "login"):

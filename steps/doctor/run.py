@@ -302,7 +302,7 @@ class Doctor:
         on_afs = [
             f"{path} ({setting})"
             for i, (path, setting) in enumerate(bases)
-            if path.startswith("/afs/") or f.fs.get(i, ("", None, ""))[0] == "afs"
+            if _on_afs(path, f.fs.get(i, ("unknown", None, "")))
         ]
         tools = [t for t in ("tokens", "klist") if f.has.get(t)]
         fs_list = [f"{bases[i][0]}: {t}" for i, (t, _, _) in sorted(f.fs.items())]
@@ -507,6 +507,13 @@ class Doctor:
             probe_site.run(probes.remove_scratch_script(self.scratch), timeout=60)
         except RemoteError as exc:
             log.warning("could not remove the scratch directory %s: %s", self.scratch, exc)
+
+
+def _on_afs(path: str, fs: tuple[str, int | None, str]) -> bool:
+    """AFS by the file system's own type; a missing path under /afs counts as AFS (its
+    volume may just not be visible without a token)."""
+    fs_type, _, existing = fs
+    return fs_type == "afs" or (path.startswith("/afs/") and existing != path)
 
 
 def _path_problem(t: Target, f: probes.PathFacts | None) -> str:
