@@ -67,7 +67,7 @@ def start(site: str, flow_run_id: str | None = None) -> None:
         flow_run_id = str(ctx.flow_run.id)
     try:
         settings = open_site(site).settings
-    except (ValueError, LookupError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the first step reports it with its error code
         log.warning("transcript: site %r not resolved: %s", site, exc)
         return
     paths = {name: str(getattr(settings, name)) for name in PATH_SETTINGS}
