@@ -26,7 +26,6 @@ from sim.site import build_site
 from sim.sshd import SshPair
 from steps.remote.site import RemoteSite
 from steps.remote.transcript import TranscriptExport
-from store import repository
 from tests.conftest import SIM_USER
 from tests.flows.conftest import FAST, SIM_FAST, FlowEnv
 from topup_cli.main import app
@@ -134,4 +133,3 @@ def _no_recorder_left() -> Iterator[None]:
     from steps.remote import transcript
 
     transcript.set_recorder(None)
-    assert repository  # keep the import: the store is what the recorder writes
