@@ -131,22 +131,25 @@ def test_read_only_control_dir_fails_write(sim: Any, ssh_password_settings: Site
 def test_processes_killed_at_logout_fail_detached(
     sim: Any, ssh_password_settings: SiteSettings, sim_ssh: SshPair
 ) -> None:
-    """A logout reaper, as logind's KillUserProcesses: once the login node has no
-    connection left, it kills the session group of the doctor's probe."""
+    """A logout reaper, as logind's KillUserProcesses: when a connection that was open
+    while the doctor's probe started closes (the doctor's disconnect), it kills the probe's
+    session group. (Other tests' connections may stay open: they are not watched.)"""
     stop = threading.Event()
     killed: list[int] = []
 
     def reaper() -> None:
-        connected = False
+        watched: set[int] = set()
         while not stop.is_set():
-            sessions = sim_ssh.sessions("login")
-            connected = connected or sessions > 0
             for pid_file in sim.control_dir.glob("doctor-*/doctor-probe/pid"):
-                if connected and sessions == 0 and pid_file.read_text().strip().isdigit():
-                    pid = int(pid_file.read_text())
-                    if pid not in killed:
-                        os.killpg(pid, signal.SIGKILL)
-                        killed.append(pid)
+                text = pid_file.read_text().strip()
+                if not text.isdigit() or int(text) in killed:
+                    continue
+                live = set(sim_ssh.processes())
+                if not watched:
+                    watched = live
+                elif watched - live:  # a connection of that time has closed
+                    os.killpg(int(text), signal.SIGKILL)
+                    killed.append(int(text))
             time.sleep(0.01)
 
     thread = threading.Thread(target=reaper, daemon=True)
