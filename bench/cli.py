@@ -25,13 +25,14 @@ app = typer.Typer(
     no_args_is_help=False,
 )
 
-ORDER = ("remote", "overhead", "latency", "facade", "backfill")
+ORDER = ("remote", "overhead", "latency", "facade", "backfill", "realtime")
 MODULES = {
     "overhead": "bench.overhead",
     "remote": "bench.remote",
     "latency": "bench.latency",
     "facade": "bench.facade_load",
     "backfill": "bench.backfill",
+    "realtime": "bench.realtime",
 }
 Repeat = Annotated[int, typer.Option("--repeat", "-n", min=1, help="runs per figure (median)")]
 
@@ -119,6 +120,26 @@ def backfill(
     """5. Backfill of one round's dates and of several rounds vs the sum of single runs."""
     _run("backfill", repeat, scale=scale)
     _report()
+
+
+@app.command()
+def realtime(
+    repeat: Repeat = 1,
+    compression: Annotated[
+        float, typer.Option(help="real seconds per simulated second (600: 10 min -> 1 s)")
+    ] = 600.0,
+    splice: Annotated[
+        bool, typer.Option(help="only replace this section of docs/performance.md")
+    ] = False,
+) -> None:
+    """6. Realistic job durations (compressed): a date's wall time vs its critical path."""
+    _run("realtime", repeat, compression=compression)
+    if splice:
+        from bench.report import splice_section
+
+        say(f"updated {splice_section('realtime')}")
+    else:
+        _report()
 
 
 @app.command()

@@ -14,7 +14,7 @@ from typing import Any
 from bench.results import PROJECT_DIR, RESULTS_DIR, load_results
 
 DOC = PROJECT_DIR / "docs" / "performance.md"
-ORDER = ("overhead", "remote", "latency", "facade", "backfill")
+ORDER = ("overhead", "remote", "latency", "facade", "backfill", "realtime")
 
 INTRO = """\
 # Performance
@@ -116,6 +116,27 @@ def _short(row: str) -> str:
     """Profile rows with the project path cut off."""
     row = row.replace(str(PROJECT_DIR) + "/.venv/lib/python3.11/site-packages/", "")
     return row.replace(str(PROJECT_DIR) + "/", "")
+
+
+def splice_section(name: str, path: Path = DOC) -> Path:
+    """Replace (or add) one benchmark's section in the existing page, keeping the others:
+    for a machine that holds only that benchmark's stored result."""
+    data = load_results()[name]
+    section = _section(data)
+    text = path.read_text() if path.exists() else INTRO
+    head = f"## {data['title']}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln == head), None)
+    new = "\n".join(section).rstrip() + "\n\n"
+    if start is None:
+        text = text.rstrip() + "\n\n" + new
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        text = "".join(lines[:start]) + new + "".join(lines[end:])
+    path.write_text(text.rstrip() + "\n")
+    return path
 
 
 def write_report(path: Path = DOC) -> Path:

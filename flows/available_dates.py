@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from flows import transcript
 from flows.definitions import load
 from flows.logs import attach_topup_loggers
 from flows.policy import task_options
@@ -78,6 +79,7 @@ def available_dates(
             "sort_order": sort_order,
         }
     )
+    transcript.start(p["site"])
     result = list_dates(p["round"], p["site"], p["include_processed"], p["sort_order"])
     data = result.data
     unprocessed = set(data.get("unprocessed_dates") or [])

@@ -157,8 +157,18 @@ def flush(rec: RunRecord) -> None:
 def finish(rec: RunRecord, status: str, message: str = "") -> None:
     """The run's store row, after its artifacts were sent (the thread ends here)."""
     _send_progress(rec)
+    _send_transcript(rec)
     rec.sender.close(FLUSH_TIMEOUT_S)
     repository.finish_workflow_run(rec.flow_run_id, status, message)
+
+
+def _send_transcript(rec: RunRecord) -> None:
+    """The run's remote commands as a table artifact (``flows.transcript``)."""
+    from flows import transcript
+
+    table = transcript.artifact(rec.flow_run_id, rec.key("transcript"))
+    if table is not None:
+        rec.sender.create(table)
 
 
 # --------------------------------------------------------------------------- steps

@@ -18,7 +18,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Completed
 
-from flows import recording
+from flows import recording, transcript
 from flows.definitions import load
 from flows.hooks import cleanup_remote
 from flows.logs import attach_topup_loggers
@@ -65,6 +65,7 @@ def submit_constants(
         }
     )
     run_key = current_run_id()
+    transcript.start(p["site"], run_key)
     rec = RunRecord(flow_run_id=run_key, definition=definition, round=p["round"])
     recording.announce(rec, FLOW_NAME, {**p, "workflow_version": definition.version})
     options = RunOptions(

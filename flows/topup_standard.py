@@ -21,7 +21,7 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Completed, Failed
 
-from flows import recording
+from flows import recording, transcript
 from flows.definitions import WorkflowDefinition, load
 from flows.hooks import cleanup_remote
 from flows.logs import attach_topup_loggers
@@ -114,6 +114,7 @@ def topup_standard(
     }
     p = checked_parameters(definition, given, flow_defaults(topup_standard.fn))
     run_key = current_run_id()
+    transcript.start(p["site"], run_key)
     rec = RunRecord(flow_run_id=run_key, definition=definition, round=p["round"], date=p["date"])
     recording.announce(
         rec, FLOW_NAME, {**p, "workflow": definition.name, "workflow_version": definition.version}

@@ -9,6 +9,7 @@
         --outage jump|login --seconds S    the host is down for S seconds (waits until back)
         --refuse jump|login --connects K   the next K connects are refused (waits until back)
     topup-sim down   --root DIR            stop the sshd pair and every process of the tree
+    topup-sim replay FILE --root DIR       run a recorded transcript here, report differences
 
 `up` leaves the two sshd daemons running after the command exits (the demo needs them);
 `down` finds them again through their work dir (``DIR/.sim/sshd``) and stops them.
@@ -59,7 +60,7 @@ def _open(root: Path) -> SimSite:
         raise typer.Exit(1) from exc
 
 
-def _pair(root: Path) -> Any:
+def _pair(root: Path, **options: Any) -> Any:
     """The SshPair of this site (its processes found again through the work dir)."""
     from sim.sshd import SshPair
 
@@ -71,6 +72,7 @@ def _pair(root: Path) -> Any:
         stop_at_exit=False,
         jump_port=ports.get("jump"),
         login_port=ports.get("login"),
+        **options,
     )
 
 
@@ -90,16 +92,37 @@ def build(
 @app.command()
 def up(
     root: RootOpt,
-    auth: Annotated[str, typer.Option(help="key | password | both")] = "key",
+    auth: Annotated[str, typer.Option(help="password (as IHEP) | key | both")] = "password",
+    login_name: Annotated[
+        str | None, typer.Option(help="Forward to the login node by this name (e.g. beslogin)")
+    ] = None,
+    real_paths: Annotated[
+        bool,
+        typer.Option(help="Lay the tree at /besfs5, /bes3fs, /cvmfs, /afs (login node only)"),
+    ] = False,
+    plain_path_tools: Annotated[
+        bool, typer.Option(help="hadd/root on the PATH of a plain exec, as on IHEP")
+    ] = True,
 ) -> None:
-    """Build ROOT if missing, start the sshd pair and write ROOT/.sim/site.json."""
+    """Build ROOT if missing, start the sshd pair and write ROOT/.sim/site.json.
+
+    With --real-paths the site file keeps IHEP's default paths (the login node sees the
+    tree there, in its private mount namespace)."""
+    from steps.config import SiteSettings
+
     root = root.resolve()
     site = SimSite.open(root) if (root / ".sim/layout.json").is_file() else build_site(root)
-    pair = _pair(root)
+    pair = _pair(
+        root,
+        login_name=login_name,
+        real_paths=root if real_paths else None,
+        plain_path_tools=plain_path_tools,
+    )
     pair.start()
     pair.follow_faults(root / ".sim" / "faults.json")
     _sshd_state(root).write_text(json.dumps({"jump": pair.jump_port, "login": pair.login_port}))
-    settings = site.settings(**pair.client_overrides(auth=auth))
+    overrides = pair.client_overrides(auth=auth)
+    settings = SiteSettings(**overrides) if real_paths else site.settings(**overrides)
     data = settings.model_dump(mode="json", exclude={"jump_password", "login_password"})
     if auth in ("password", "both"):  # the demo needs them; the file is root-only
         for hop in ("jump", "login"):
@@ -217,3 +240,47 @@ def net(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def replay(
+    transcript: Annotated[Path, typer.Argument(help="`topup transcript <run> --json` output")],
+    root: RootOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+) -> None:
+    """Replay a transcript against the running site (`up` first); exit 1 if answers differ."""
+    from sim.replay import replay as run_replay
+    from sim.replay import wait_settled
+    from steps.config import SiteSettings
+    from steps.remote.site import RemoteSite
+    from steps.remote.transcript import TranscriptExport
+
+    root = root.resolve()
+    site = _open(root)
+    try:
+        recorded = TranscriptExport.model_validate_json(transcript.read_text())
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read {transcript}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not _site_json(root).is_file():
+        typer.echo(f"{root} is not up (no site.json): run `topup-sim up --root {root}`", err=True)
+        raise typer.Exit(2)
+    settings = SiteSettings(**json.loads(_site_json(root).read_text()))
+    remote = RemoteSite(settings)
+    try:
+        report = run_replay(recorded, remote, wait_settled(site))
+    finally:
+        remote.close()
+    if as_json:
+        typer.echo(report.model_dump_json(indent=1))
+    else:
+        typer.echo(
+            f"{report.commands} commands: {report.compared} compared, {report.skipped} skipped, "
+            f"{len(report.differences)} differ"
+        )
+        for d in report.differences:
+            typer.echo(
+                f"#{d.index} [{d.step}] {d.command}: {d.field} recorded {d.recorded!r}, "
+                f"sim {d.replayed!r}"
+            )
+    raise typer.Exit(1 if report.differences else 0)

@@ -8,6 +8,7 @@ typed view of that file for the Python side.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -100,6 +101,12 @@ class Faults(BaseModel):
     db_kill_after_rows: dict[str, int] = Field(default_factory=dict)
     # Same keys -> rows inserted before the submission exits 1 with a database error.
     db_fail_after_rows: dict[str, int] = Field(default_factory=dict)
+    # Realistic time (issue 13): instead of job_seconds, a job of stage S for run R lasts
+    # 10-25 minutes (fixed per (S, R)), a run in slow_runs 45 minutes, all divided by
+    # time_compression (300: a 10-minute job takes 2 s).
+    realistic_time: bool = False
+    time_compression: float = Field(300.0, gt=0)
+    slow_runs: list[int] = Field(default_factory=list)
 
     @field_validator("db_kill_after_rows", "db_fail_after_rows", mode="before")
     @classmethod
@@ -145,10 +152,25 @@ class Faults(BaseModel):
     def _dates(cls, v: Any) -> list[str]:
         return [str(d) for d in v]
 
-    @field_validator("noise_runs", "growing", mode="before")
+    @field_validator("noise_runs", "growing", "slow_runs", mode="before")
     @classmethod
     def _runs(cls, v: Any) -> list[int]:
         return sorted({int(r) for r in v})
+
+
+REAL_JOB_MINUTES = (10.0, 25.0)
+SLOW_JOB_MINUTES = 45.0
+
+
+def realistic_job_seconds(stage: str, run: int | None, faults: dict[str, Any]) -> float:
+    """The duration a job gets in realistic-time mode (same formula as the site's
+    ``simcommon.job_seconds``: a fixed fraction per (stage, run) from its sha256)."""
+    low, high = REAL_JOB_MINUTES
+    digest = hashlib.sha256(f"{stage}:{run}".encode()).hexdigest()
+    minutes = low + (high - low) * int(digest[:8], 16) / 0xFFFFFFFF
+    if run is not None and run in set(faults.get("slow_runs") or ()):
+        minutes = SLOW_JOB_MINUTES
+    return minutes * 60.0 / float(faults.get("time_compression") or 300.0)
 
 
 def faults_path(root: Path) -> Path:

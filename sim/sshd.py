@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -152,6 +153,36 @@ class _Server:
         return self.dir / "sshd.log"
 
 
+REAL_TOPS = ("besfs5", "bes3fs", "cvmfs", "afs")
+_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+
+# Finds the simulated tree a command works in: from $PWD up to a dir holding .sim/layout.json,
+# else the tree whose faults file the pair follows. Sets __r ("" when none).
+_FIND_TREE = r"""__r=$PWD
+while [ "$__r" != / ] && [ ! -f "$__r/.sim/layout.json" ]; do __r=$(dirname -- "$__r"); done
+if [ "$__r" = / ]; then
+  __r=$(cat -- "${TOPUP_SIM_PAIR:-/nonexistent}/faults/follow" 2>/dev/null)
+  __r=${__r%/.sim/faults.json}
+fi
+"""
+_DISPATCH = (
+    "#!/bin/bash\n"
+    "# @TOOL@ on the PATH of a plain exec (simulated site): the stand-in of the tree this\n"
+    "# command works in (sim/sshd.py).\n"
+    + _FIND_TREE
+    + 'if [ -z "$__r" ] || [ ! -x "$__r/sim/bin/@TOOL@" ]; then\n'
+    "  echo 'bash: @TOOL@: command not found' >&2; exit 127\n"
+    "fi\n"
+    'exec "$__r/sim/bin/@TOOL@" "$@"\n'
+)
+_W720 = (
+    "# ~/w720 of the simulated account, sourced as on IHEP (`source ~/w720`): the BOSS\n"
+    "# environment script of the simulated tree this shell works in (sim/sshd.py).\n"
+    + _FIND_TREE
+    + 'if [ -n "$__r" ] && [ -f "$__r/home/w720" ]; then source "$__r/home/w720"\n'
+    "else echo 'w720: no simulated site here' >&2; false; fi\n"
+)
+
 # Strong references: a pair dropped without stop() is still stopped at exit.
 _LIVE: set[SshPair] = set()
 
@@ -181,8 +212,22 @@ class SshPair:
         stop_at_exit: bool = True,
         jump_port: int | None = None,
         login_port: int | None = None,
+        plain_path_tools: bool = True,
+        login_name: str | None = None,
+        real_paths: Path | None = None,
     ) -> None:
         self.user = users.check_user_name(user)
+        # As on IHEP's login node, hadd and root are on the PATH of a plain exec; False
+        # reproduces a node where only the environment script puts them there.
+        self.plain_path_tools = plain_path_tools
+        # The login node's site name (e.g. "beslogin"): the jump host resolves it (to
+        # 127.0.0.1, in its private mount namespace's /etc/hosts) and forwards by it.
+        if login_name is not None and not _HOST_NAME_RE.match(login_name):
+            raise ValueError(f"login_name must be a plain host name, got {login_name!r}")
+        self.login_name = login_name
+        # A simulated tree laid at the real absolute paths (/besfs5, /bes3fs, /cvmfs, /afs)
+        # inside the login node's private mount namespace: IHEP's settings work unchanged.
+        self.real_paths = Path(real_paths).resolve() if real_paths is not None else None
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="topup-sshd-")).resolve()
         self.sshd = sshd
@@ -236,6 +281,11 @@ class SshPair:
     @property
     def password(self) -> str:
         return self.password_file.read_text().strip()
+
+    @property
+    def tools_dir(self) -> Path:
+        """On the login node's PATH (``SetEnv``): the ``hadd``/``root`` dispatchers."""
+        return self.workdir / "bin"
 
     def port(self, role: Role) -> int:
         return self._servers[role].port
@@ -301,6 +351,10 @@ class SshPair:
         self.sftp_cut_dir.mkdir(mode=0o755, exist_ok=True)
         os.chown(self.sftp_cut_dir, entry.pw_uid, entry.pw_gid)
         self._write_sftp_wrapper()
+        self._write_dispatchers(entry)
+        self._prepare_namespace()
+        if self.real_paths is not None:  # ~/w720 and the dispatchers fall back to it
+            self.follow_faults(self.real_paths / ".sim" / "faults.json")
         for server in self._servers.values():
             server.dir.mkdir(mode=0o755, exist_ok=True)
             if not server.host_key.exists():
@@ -337,6 +391,25 @@ class SshPair:
         )
         os.chmod(self.sftp_wrapper, 0o755)
 
+    def _write_dispatchers(self, entry: Any) -> None:
+        """``hadd``/``root`` for the PATH of a plain exec, and ``~/w720`` in the account's
+        home, as on IHEP. One pair serves many simulated trees, so each runs the tree the
+        command works in (found from the working directory), else the tree the pair
+        currently follows (``follow_faults``)."""
+        self.tools_dir.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(self.tools_dir, 0o755)
+        for tool in ("hadd", "root"):
+            path = self.tools_dir / tool
+            path.write_text(_DISPATCH.replace("@TOOL@", tool))
+            os.chmod(path, 0o755)
+        home = Path(entry.pw_dir)
+        w720 = home / "w720"
+        tmp = home / f".w720.{os.getpid()}.tmp"
+        tmp.write_text(_W720)  # the same text for every pair: replacing it is harmless
+        os.chown(tmp, entry.pw_uid, entry.pw_gid)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, w720)
+
     def _config_text(self, server: _Server) -> str:
         common = [
             f"Port {server.port}",
@@ -372,13 +445,21 @@ class SshPair:
         ]
         if server.role == "jump":
             login_port = self._servers["login"].port
+            target = self.login_name or HOST
             role_lines = [
                 "AllowTcpForwarding local",
-                f"PermitOpen {HOST}:{login_port}",
+                f"PermitOpen {target}:{login_port}",
             ]
         else:
             sftp = str(self.sftp_wrapper) if self._sftp_server else "internal-sftp"
-            role_lines = ["AllowTcpForwarding no", f"Subsystem sftp {sftp}"]
+            env = [f"TOPUP_SIM_PAIR={self.workdir}"]
+            if self.plain_path_tools:
+                env.append(f"PATH={self.tools_dir}:/usr/local/bin:/usr/bin:/bin")
+            role_lines = [
+                "AllowTcpForwarding no",
+                f"Subsystem sftp {sftp}",
+                "SetEnv " + " ".join(env),
+            ]
         return "\n".join(common + role_lines) + "\n"
 
     # ------------------------------------------------------------- lifecycle
@@ -417,7 +498,9 @@ class SshPair:
                 log.write(f"=== topup-sim: starting {server.role} on port {server.port}\n".encode())
                 mark = log.tell()
             server.proc = subprocess.Popen(
-                [str(self.sshd), "-D", "-E", str(server.log), "-f", str(server.config)],
+                self._namespaced(
+                    server, [str(self.sshd), "-D", "-E", str(server.log), "-f", str(server.config)]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -457,10 +540,46 @@ class SshPair:
             fh.seek(offset)
             return fh.read().decode(errors="replace")
 
+    def _namespaced(self, server: _Server, command: list[str]) -> list[str]:
+        """``command`` as is, or under ``unshare -m`` with this server's bind mounts: the
+        hosts file naming the login node (both servers), the tree at the real paths (login).
+        The mounts are private to the server and its sessions; the host sees none of them."""
+        mounts: list[tuple[str, str]] = []
+        if self.login_name is not None:
+            mounts.append((str(self.workdir / "hosts"), "/etc/hosts"))
+        if self.real_paths is not None and server.role == "login":
+            mounts += [(str(self.real_paths / top), f"/{top}") for top in REAL_TOPS]
+        if not mounts:
+            return command
+        lines = ["set -e"]
+        for source, target in mounts:
+            lines.append(f"mount --bind {shlex.quote(source)} {shlex.quote(target)}")
+        lines.append('exec "$@"')
+        return [
+            "unshare", "--mount", "--propagation", "private", "--",
+            "/bin/sh", "-c", "\n".join(lines), "sshd-ns", *command,
+        ]  # fmt: skip
+
+    def _prepare_namespace(self) -> None:
+        """The hosts file and the (empty, root-owned) mount points of the real paths."""
+        if self.login_name is not None:
+            base = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
+            (self.workdir / "hosts").write_text(
+                base.rstrip("\n") + f"\n{HOST} {self.login_name}  # topup-sim login node\n"
+            )
+            os.chmod(self.workdir / "hosts", 0o644)
+        if self.real_paths is not None:
+            for top in REAL_TOPS:
+                if not (self.real_paths / top).is_dir():
+                    raise SshdError(f"{self.real_paths} has no {top}/: not a simulated tree")
+                Path(f"/{top}").mkdir(mode=0o755, exist_ok=True)
+
     def _write_known_hosts(self) -> None:
+        names = {"jump": [HOST], "login": [HOST] + ([self.login_name] if self.login_name else [])}
         lines = [
-            f"[{HOST}]:{self._servers[r].port} {self.host_public_key(r)}\n"
+            f"[{name}]:{self._servers[r].port} {self.host_public_key(r)}\n"
             for r in ("jump", "login")
+            for name in names[r]
         ]
         self.known_hosts.write_text("".join(lines))
         os.chmod(self.known_hosts, 0o644)
@@ -663,13 +782,18 @@ class SshPair:
         os.chmod(follow, 0o644)
 
     # ---------------------------------------------------------------- client
-    def client_overrides(self, auth: Literal["key", "password", "both"] = "key") -> dict[str, Any]:
-        """The SiteSettings fields that reach this pair (steps/config.py names)."""
+    def client_overrides(
+        self, auth: Literal["key", "password", "both"] = "password"
+    ) -> dict[str, Any]:
+        """The SiteSettings fields that reach this pair (steps/config.py names).
+
+        Passwords by default, as the real site's hops (keys work too)."""
         if auth not in ("key", "password", "both"):
             raise ValueError(f"auth must be key, password or both, got {auth!r}")
 
         def hop(role: Role) -> dict[str, Any]:
-            h: dict[str, Any] = {"host": HOST, "port": self.port(role), "user": self.user}
+            host = self.login_name if role == "login" and self.login_name else HOST
+            h: dict[str, Any] = {"host": host, "port": self.port(role), "user": self.user}
             if auth in ("key", "both"):
                 h["key_file"] = self.client_key
             if auth in ("password", "both"):

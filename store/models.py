@@ -8,6 +8,8 @@
   runs it put into the round's cumulative files, and what was missing when it was checked.
 - ``run_exclusions``: runs a person excluded from the round's constants, and what was done.
 - ``submissions``: the ledger of real database submissions, one row per part attempt.
+- ``remote_commands``: the transcript, every remote command of a run with its answer.
+- ``transcript_sites``: which site (and its remote base paths) a run's transcript was made on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -176,6 +178,44 @@ class Submission(SQLModel, table=True):
     note: str = ""
 
 
+class RemoteCommand(SQLModel, table=True):
+    """One remote command of a flow run (``steps.remote.transcript.CommandRecord``).
+
+    ``text`` is masked; output is kept only as sizes, plus ``excerpt`` when it failed.
+    The row id orders a run's commands.
+    """
+
+    __tablename__ = "remote_commands"
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(index=True, max_length=64)
+    step: str = Field(default="", max_length=64)  # task name, "" outside a task
+    kind: str = Field(max_length=16)  # run / script / detached-start / ... / download
+    what: str = Field(default="", max_length=200)
+    text: str = Field(sa_column=Column(Text))
+    cwd: str = Field(default="~", max_length=1024)
+    exit_code: int | None = None
+    error: str = ""
+    duration: float = 0.0
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    excerpt: str = ""
+    answer: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    started_at: datetime = Field(default_factory=utcnow)
+
+
+class TranscriptSite(SQLModel, table=True):
+    """The site a run's commands went to, and its base paths (the replay maps them)."""
+
+    __tablename__ = "transcript_sites"
+
+    flow_run_id: str = Field(primary_key=True, max_length=64)
+    site: str = Field(max_length=64)
+    login: str = Field(default="", max_length=255)
+    paths: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
 STORE_TABLES = [
     WorkflowRun.__table__,  # type: ignore[attr-defined]
     StepRun.__table__,  # type: ignore[attr-defined]
@@ -184,4 +224,6 @@ STORE_TABLES = [
     DateRecord.__table__,  # type: ignore[attr-defined]
     RunExclusion.__table__,  # type: ignore[attr-defined]
     Submission.__table__,  # type: ignore[attr-defined]
+    RemoteCommand.__table__,  # type: ignore[attr-defined]
+    TranscriptSite.__table__,  # type: ignore[attr-defined]
 ]

@@ -13,7 +13,15 @@ from typing import Any
 from sqlmodel import select
 
 from store.db import session
-from store.models import OperatorDecisionRow, StepOutput, StepRun, WorkflowRun, utcnow
+from store.models import (
+    OperatorDecisionRow,
+    RemoteCommand,
+    StepOutput,
+    StepRun,
+    TranscriptSite,
+    WorkflowRun,
+    utcnow,
+)
 
 
 def start_workflow_run(
@@ -231,6 +239,46 @@ def latest_step_run(
             )
             .order_by(StepRun.recorded_at.desc())  # type: ignore[attr-defined]
         ).first()
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
+# ------------------------------------------------------------------------ transcript
+def record_transcript_site(
+    flow_run_id: str, site: str, login: str, paths: dict[str, str], url: str | None = None
+) -> None:
+    """Remember where a run's commands went (first call wins: a resumed run keeps it)."""
+    with session(url) as s:
+        if s.get(TranscriptSite, flow_run_id) is None:
+            s.add(TranscriptSite(flow_run_id=flow_run_id, site=site, login=login, paths=paths))
+
+
+def record_command(
+    flow_run_id: str, step: str, values: dict[str, Any], url: str | None = None
+) -> None:
+    """Append one command to the run's transcript (``values``: RemoteCommand's columns)."""
+    with session(url) as s:
+        s.add(RemoteCommand(flow_run_id=flow_run_id, step=step, **values))
+
+
+def transcript(flow_run_id: str, url: str | None = None) -> list[RemoteCommand]:
+    """The run's commands in the order they were sent."""
+    with session(url) as s:
+        stmt = (
+            select(RemoteCommand)
+            .where(RemoteCommand.flow_run_id == flow_run_id)
+            .order_by(RemoteCommand.id)  # type: ignore[arg-type]
+        )
+        rows = list(s.exec(stmt).all())
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def transcript_site(flow_run_id: str, url: str | None = None) -> TranscriptSite | None:
+    with session(url) as s:
+        row = s.get(TranscriptSite, flow_run_id)
         if row is not None:
             s.expunge(row)
         return row

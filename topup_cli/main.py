@@ -8,6 +8,8 @@
     topup dates --round R       the dates of a round and which are unprocessed (step 0)
     topup backfill --round R    every unprocessed date of a round, one run after another
     topup token create --user U an API token for the facade (shown once)
+    topup doctor [--site NAME]  read-only preflight of a site (exit 1: not usable)
+    topup transcript <run>      the run's remote commands (--json: for topup-sim replay)
 
 Settings: TOPUP_STACK_* (topup_cli/settings.py), e.g. TOPUP_STACK_DATA_DIR (default var/).
 """
@@ -416,6 +418,79 @@ def dates(
         console.print(
             f"failed (their last run failed or was aborted; a backfill runs them again): {', '.join(failed)}"
         )
+
+
+# -------------------------------------------------------------------------- doctor
+@app.command()
+def doctor(
+    site: Annotated[str | None, typer.Option(help="Site name (default: the stack's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+    round: Annotated[str | None, typer.Option("--round", help="Round (default: site's)")] = None,
+    sites_dir: Annotated[
+        Path | None, typer.Option(help="Site files (default $TOPUP_SITES_DIR or the stack's)")
+    ] = None,
+    brief: Annotated[bool, typer.Option(help="Evidence only for checks that did not pass")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Read-only preflight of a site over the flows' own connection path.
+
+    Exit 0: usable (warnings allowed); 1: a check failed; 2: bad input.
+    """
+    from steps.doctor import DoctorOptions, run_doctor
+    from steps.remote.validate import InvalidValue, round_
+    from steps.session import load_settings
+    from topup_cli.doctor import render, resolve_site
+
+    name = resolve_site(_settings(data_dir), site, sites_dir)
+    try:
+        settings = load_settings(name)
+        options = DoctorOptions(round=round_(round) if round else None)
+    except (ValueError, LookupError, InvalidValue) as exc:
+        raise _fail(str(exc), 2) from None
+    report = run_doctor(settings, name, options)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=1))
+    else:
+        render(report, console, verbose=not brief)
+    raise typer.Exit(0 if report.usable else 1)
+
+
+# ---------------------------------------------------------------------- transcript
+@app.command()
+def transcript(
+    flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The file topup-sim replay reads")
+    ] = False,
+    full: Annotated[bool, typer.Option(help="Whole command texts")] = False,
+    db_url: Annotated[str | None, typer.Option(help="Outputs store (default: the stack's)")] = None,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Every remote command of a flow run: step, text (secrets masked), cwd, exit, duration."""
+    from uuid import UUID
+
+    from topup_cli.transcript import export, render
+
+    run_id = flow_run
+    try:
+        UUID(flow_run)
+    except ValueError:  # a name: the Prefect API knows its id
+        target = _target(data_dir, api_url)
+        try:
+            with target.client() as client:
+                run_id = str(find_run(client, flow_run).id)
+        except CliError as exc:
+            raise _fail(str(exc)) from None
+        except (OSError, httpx.HTTPError) as exc:
+            raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    t = export(run_id, db_url or _token_db(data_dir))
+    if not t.commands:
+        raise _fail(f"no transcript for flow run {run_id}")
+    if as_json:
+        typer.echo(t.model_dump_json(indent=1))
+    else:
+        render(t, console, full=full)
 
 
 # ------------------------------------------------------------------------ backfill

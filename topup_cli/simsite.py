@@ -71,12 +71,16 @@ class SimStack:
         (self.root / ".sim" / "sshd.json").write_text(
             json.dumps({"jump": self.pair.jump_port, "login": self.pair.login_port})
         )
+        # Passwords on both hops, as at IHEP (the file is root-only, 0600, like IHEP's
+        # SSH_PASS_* variables; keys would work too).
         settings = site.settings(
-            **self.pair.client_overrides(auth="key"), downloads_dir=self.downloads_dir
+            **self.pair.client_overrides(auth="password"), downloads_dir=self.downloads_dir
         )
         data: dict[str, Any] = settings.model_dump(
             mode="json", exclude={"jump_password", "login_password"}
         )
+        for hop in ("jump", "login"):
+            data[hop]["password"] = self.pair.password
         self.sites_dir.mkdir(parents=True, exist_ok=True)
         # Under its own name, and as this stack's "default" site: runs started from the
         # facade (which names no site) then use the simulation too.

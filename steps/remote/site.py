@@ -10,12 +10,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from steps.config import SitePaths, SiteSettings
 from steps.remote import detached as det
-from steps.remote import validate
+from steps.remote import transcript, validate
 from steps.remote.detached import Detached
 from steps.remote.errors import DownloadError, DownloadMismatch, RemoteError, RemoteTimeout
 from steps.remote.files import FileFacts, facts_script, local_facts, parse_facts
@@ -74,6 +75,12 @@ class RemoteSite:
         validate.path(settings.env_script)
         self.settings = settings
         self.transport: Transport = transport if transport is not None else make_transport(settings)
+        # Masked out of transcript records (they never reach a command, but be sure).
+        self._secrets = tuple(
+            h.password.get_secret_value()
+            for h in (settings.jump, settings.login)
+            if h is not None and h.password is not None
+        )
 
     def __repr__(self) -> str:
         return f"RemoteSite({self.settings.transport}:{self.settings.login.host})"
@@ -91,25 +98,54 @@ class RemoteSite:
         or safe to repeat)."""
         limit = self.settings.command_timeout if timeout is None else timeout
         log.debug("run (limit %.0fs): %.200s", limit, command)
-        return self.transport.run(command, limit, idempotent=idempotent)
+        cwd = transcript.leading_cwd(command)
+        with transcript.recording("run", command, cwd, secrets=self._secrets) as rec:
+            res = self.transport.run(command, limit, idempotent=idempotent)
+            if rec is not None:
+                rec.result(res.exit_code, res.stdout, res.stderr)
+        return res
 
-    def _control(self, script: str, what: str, timeout: float | None = None) -> CommandResult:
+    def _control(
+        self,
+        script: str,
+        what: str,
+        timeout: float | None = None,
+        kind: transcript.Kind = "script",
+        answer: Callable[[CommandResult], dict[str, Any]] | None = None,
+        cwd: str = "~",
+    ) -> CommandResult:
         """Run one of our own scripts; a non-zero exit is a RemoteError."""
-        res = self._script(script, what, timeout)
+        res = self._script(script, what, timeout, kind, answer, cwd)
         if res.exit_code != 0:
             raise RemoteError(f"{what} failed (exit {res.exit_code}): {res.stderr.strip()[:300]}")
         return res
 
-    def _script(self, script: str, what: str, timeout: float | None = None) -> CommandResult:
+    def _script(
+        self,
+        script: str,
+        what: str,
+        timeout: float | None = None,
+        kind: transcript.Kind = "script",
+        answer: Callable[[CommandResult], dict[str, Any]] | None = None,
+        cwd: str = "~",
+    ) -> CommandResult:
         """Run a generated script, labelled with a comment so ``stats.history`` says what it
-        was (``what`` holds validated values only).
+        was (``what`` holds validated values only). ``answer`` parses the result for the
+        transcript (only called while a recorder is installed).
 
         Every such script is idempotent (status, polls and file facts only read; a detached
         start re-attaches to its key instead of starting twice; kill and forget by key can be
         repeated), so the transport may run it again after a dropped connection.
         """
         limit = min(CONTROL_TIMEOUT, self.settings.command_timeout) if timeout is None else timeout
-        return self.transport.run(f"# topup: {what}\n{script}", limit, idempotent=True)
+        text = f"# topup: {what}\n{script}"
+        with transcript.recording(kind, text, cwd, what, self._secrets) as rec:
+            res = self.transport.run(text, limit, idempotent=True)
+            if rec is not None:
+                rec.result(res.exit_code, res.stdout, res.stderr)
+                if answer is not None and res.exit_code == 0:
+                    rec.answer(**answer(res))
+        return res
 
     def env_prefix(self, round: str | None = None) -> str:
         """``source <env_script> && `` (quoted; a leading ``~/`` still expands), followed by
@@ -141,7 +177,14 @@ class RemoteSite:
             self.settings.env_script if env else None,
             tail_bytes,
         )
-        res = self._control(script, f"start detached {key}")
+        params = {"key": key, "command": command, "cwd": cwd, "env": env, "round": round}
+        res = self._control(
+            script,
+            f"start detached {key}",
+            kind="detached-start",
+            answer=lambda r: {**params, **_detached_answer(r, key)},
+            cwd=cwd,
+        )
         records, flags = det.parse(res.stdout)
         status = self._one(records, key)
         status.started = "STARTED" in flags
@@ -161,7 +204,13 @@ class RemoteSite:
     ) -> Detached:
         """Status of ``key`` (state ``missing`` if never started) with output tails."""
         script = det.status_script(self.settings.control_dir, key, running_tail_bytes, tail_bytes)
-        records, _ = det.parse(self._control(script, f"status detached {key}").stdout)
+        res = self._control(
+            script,
+            f"status detached {key}",
+            kind="detached-status",
+            answer=lambda r: _detached_answer(r, key),
+        )
+        records, _ = det.parse(res.stdout)
         return self._one(records, key)
 
     def wait_detached(
@@ -240,7 +289,13 @@ class RemoteSite:
             jobs_file=jobs_file,
             batch_query=self.settings.batch_query_cmd,
         )
-        res = self._control(plan.script(), f"poll of {directory}")
+        res = self._control(
+            plan.script(),
+            f"poll of {directory}",
+            kind="poll",
+            answer=lambda r: _poll_answer(plan.parse(r.stdout)),
+            cwd=directory,
+        )
         return plan.parse(res.stdout)
 
     # -------------------------------------------------------------------- files
@@ -290,7 +345,11 @@ class RemoteSite:
         tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.verify")
         try:
             try:
-                self.transport.get(remote_path, tmp)
+                with transcript.recording("download", remote_path, "~") as rec:
+                    self.transport.get(remote_path, tmp)
+                    if rec is not None:
+                        rec.record.exit_code = 0
+                        rec.answer(size=facts.size, sha256=facts.sha256)
             except DownloadError:
                 raise
             except RemoteError as exc:
@@ -309,3 +368,25 @@ class RemoteSite:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _detached_answer(res: CommandResult, key: str) -> dict[str, Any]:
+    """The transcript's view of a detached status: state and exit code, not the tails."""
+    records, flags = det.parse(res.stdout)
+    for r in records:
+        if r.key == key:
+            return {"state": r.state, "exit_code": r.exit_code, "started": "STARTED" in flags}
+    return {"state": "unknown"}
+
+
+def _poll_answer(report: PollReport) -> dict[str, Any]:
+    """The transcript's view of a poll: which expected files it found, which runs failed."""
+    found = sorted(f"{run}:{name}" for run, names in report.present.items() for name in names)
+    missing = sorted(f"{run}:{name}" for run, names in report.missing.items() for name in names)
+    return {
+        "directory": report.directory,
+        "found": found,
+        "missing": missing,
+        "failed": sorted(str(r) for r in report.failed),
+        "complete": sorted(str(r) for r in report.complete),
+    }

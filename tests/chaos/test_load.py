@@ -134,7 +134,7 @@ def test_twenty_tasks_four_rounds_at_once(
     runs_of = {(r.name, d.date): list(d.runs) for r in site.layout.rounds for d in r.dates}
     assert len(rounds) == ROUNDS and sum(len(v) for v in dates.values()) == 20
     before = {r: _cumulative(site, r) for r in rounds}
-    settings = site.settings(**sim_ssh.client_overrides()).model_copy(
+    settings = site.settings(**sim_ssh.client_overrides(auth="key")).model_copy(
         update={"downloads_dir": tmp_path / "downloads"}
     )
     site_name = write_site_file(stack, settings, secrets=False)

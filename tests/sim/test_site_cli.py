@@ -66,6 +66,7 @@ def test_up_connect_down(root: Path) -> None:
     assert settings.topup_root == str(root / "besfs5/groups/cal/topup")
 
     # through the jump host to the login node, as the steps connect
+    assert settings.jump.password is not None and settings.login.password is not None
     known = settings.known_hosts_file
     jump = paramiko.SSHClient()
     jump.load_host_keys(str(known))
@@ -74,7 +75,7 @@ def test_up_connect_down(root: Path) -> None:
         settings.jump.host,
         settings.jump.port,
         settings.jump.user,
-        key_filename=str(settings.jump.key_file),
+        password=settings.jump.password.get_secret_value(),  # passwords by default, as IHEP
         allow_agent=False,
         look_for_keys=False,
     )
@@ -89,7 +90,7 @@ def test_up_connect_down(root: Path) -> None:
             settings.login.host,
             settings.login.port,
             settings.login.user,
-            key_filename=str(settings.login.key_file),
+            password=settings.login.password.get_secret_value(),
             sock=channel,
             allow_agent=False,
             look_for_keys=False,

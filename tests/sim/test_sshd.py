@@ -341,7 +341,9 @@ def test_known_hosts_names_both_servers(sim_ssh: SshPair) -> None:
 
 
 def test_client_overrides_fit_site_settings(sim_ssh: SshPair) -> None:
-    keyed = SiteSettings(**sim_ssh.client_overrides())
+    default = SiteSettings(**sim_ssh.client_overrides())
+    assert default.login.password is not None and default.login.key_file is None  # as IHEP
+    keyed = SiteSettings(**sim_ssh.client_overrides(auth="key"))
     assert keyed.transport == "ssh"
     assert keyed.jump is not None
     assert (keyed.jump.port, keyed.login.port) == (sim_ssh.jump_port, sim_ssh.login_port)

@@ -45,7 +45,25 @@ DEFAULT_FAULTS: dict[str, Any] = {
     "grow_seconds": 1.0,
     "draw_seconds": 0.2,
     "pause_seconds": 0.0,
+    "realistic_time": False,
+    "time_compression": 300.0,
+    "slow_runs": [],
 }
+
+
+def job_seconds(f: dict[str, Any], stage: str, run: int | None) -> float:
+    """How long a batch job runs: ``job_seconds``, or in realistic-time mode 10-25 min per
+    (stage, run), 45 min for a slow run, divided by ``time_compression`` (the formula of
+    ``sim.faults.realistic_job_seconds``)."""
+    if not f.get("realistic_time"):
+        return float(f.get("job_seconds", 0.2))
+    import hashlib
+
+    digest = hashlib.sha256(f"{stage}:{run}".encode()).hexdigest()
+    minutes = 10.0 + 15.0 * int(digest[:8], 16) / 0xFFFFFFFF
+    if run is not None and run in set(f.get("slow_runs") or ()):
+        minutes = 45.0
+    return minutes * 60.0 / float(f.get("time_compression") or 300.0)
 
 BREAK_LINES = (
     "\n *** Break *** segmentation violation\n\n"

@@ -28,6 +28,7 @@ from simcommon import (
     base_of_hist,
     faults,
     hook,
+    job_seconds,
     now_text,
     register_proc,
     stage_runs,
@@ -154,7 +155,7 @@ def run_job(job_dir: Path) -> None:
         while wait(3600, alive):
             pass
         return
-    if not wait(float(f.get("job_seconds", 0.2)), alive):
+    if not wait(job_seconds(f, stage, run), alive):
         return
     failed = run is not None and run in stage_runs(f, "fail", stage)
     empty = run is not None and run in stage_runs(f, "empty_output", stage)
