@@ -146,3 +146,9 @@ def step0(
     return available_dates(
         open_site(site), round, include_processed=include_processed, sort_order=sort_order
     )
+
+
+@task(name="step1_noop", persist_result=True)
+def step1_noop(round: str, run_key: str | None = None) -> StepResult:
+    """The legacy dates workflow's placeholder step: a resume can move past step 0 to it."""
+    return StepResult(step="1", round=round, message="nothing to do")

@@ -17,6 +17,7 @@ from flows.definitions.loader import (
     definition_dirs,
     list_definitions,
     load,
+    source_name,
 )
 from flows.definitions.models import (
     ParameterSpec,
@@ -33,4 +34,5 @@ __all__ = [
     "definition_dirs",
     "list_definitions",
     "load",
+    "source_name",
 ]
