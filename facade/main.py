@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facade import redact
 from facade.cache_feed import CacheFeed
 from facade.config import FacadeSettings, get_settings
 from facade.db import create_tables, make_engine
@@ -102,6 +103,7 @@ class BodySizeLimit:
 
 def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    redact.configure(settings.downloads_dir)
     engine = make_engine(settings.database_url)
     gateway = PrefectGateway(
         settings.prefect_api_url_clean,
