@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facade import redact
@@ -37,6 +38,7 @@ from facade.routes import (
 from facade.socketio import LegacySocketServer
 
 log = logging.getLogger("topup.facade")
+DOCS_ASSETS = "/docs-assets"
 
 DESCRIPTION = """
 The legacy Topup REST API, served on Prefect. Tasks are flow runs of versioned workflow
@@ -127,7 +129,9 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
             await gateway.close()
             engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own assets: no CDN is reachable at IHEP.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Topup HTTP API",
         version=root.VERSION,
         description=DESCRIPTION,
