@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facade import redact
+from facade.adopt import Adopter
 from facade.cache_feed import CacheFeed
 from facade.config import FacadeSettings, get_settings
 from facade.db import create_tables, make_engine
@@ -144,6 +145,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     app.state.gateway = gateway
     app.state.cache_feed = feed
     app.state.live = LiveHub(engine, gateway)
+    app.state.adopter = Adopter(settings.adopt_interval_seconds)
     install_error_handlers(app)
     for module in (root, tasks, workflows, executions, logs, downloads, stats, preferences, ws):
         app.include_router(module.router)

@@ -41,6 +41,26 @@ ApiOpt = Annotated[
     str | None,
     typer.Option("--api-url", help="Prefect API URL (default: the stack of the data dir)"),
 ]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        envvar="TOPUP_USER",
+        help="Whom the run is for: the facade shows it as this user's task (default: login)",
+    ),
+]
+
+
+def _user_tags(user: str | None) -> list[str]:
+    """The run's owner tag (``facade-user:<name>``), from --user / $TOPUP_USER or the login."""
+    import getpass
+
+    from facade.tokens import USER_NAME_RE
+
+    name = user if user is not None else getpass.getuser()
+    if not USER_NAME_RE.fullmatch(name):
+        raise _fail("user name must be 1-64 characters of letters, digits, _ . @ -", 2)
+    return [f"facade-user:{name}"]
 
 
 def _settings(data_dir: Path | None, **overrides: Any) -> CliSettings:
@@ -200,6 +220,7 @@ def run(
     timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
 ) -> None:
     """Start a run of a workflow deployment and show its steps live."""
     import getpass
@@ -207,6 +228,7 @@ def run(
     from topup_cli.progress import RunWatcher, prompt_answer
 
     definition = _definition(workflow, version)
+    owner = _user_tags(user)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
         "date": date,
@@ -238,7 +260,7 @@ def run(
         deployment = _deployment_for(target, definition)
         with target.client() as client:
             began = time.monotonic()
-            flow_run = start_run(client, deployment, params)
+            flow_run = start_run(client, deployment, params, tags=owner)
             console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {deployment}")
             console.print(f"Prefect UI: {target.run_url(flow_run.id)}")
             if not watch:
@@ -298,10 +320,12 @@ def dates(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer")] = 600,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
 ) -> None:
     """Run step 0 (available-dates) and show the round's dates."""
     from topup_cli.runlogs import table_artifact
 
+    owner = _user_tags(user)
     target = _target(data_dir, api_url)
     try:
         with target.client() as client:
@@ -309,6 +333,7 @@ def dates(
                 client,
                 "available-dates/available-dates",
                 {"round": round, "site": site or target.default_site},
+                tags=owner,
             )
             with console.status(f"available-dates {fr.name} ..."):
                 final = wait_final(client, fr.id, timeout)
@@ -350,6 +375,7 @@ def backfill(
     * 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
 ) -> None:
     """Start a backfill of a round (one topup-standard run per unprocessed date)."""
     import getpass
@@ -357,6 +383,7 @@ def backfill(
     from topup_cli.runlogs import watch_children
 
     definition = _definition(workflow, version)
+    owner = _user_tags(user)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
         "round": round,
@@ -383,7 +410,7 @@ def backfill(
         raise _fail(f"invalid parameters: {exc}", 2) from None
     try:
         with target.client() as client:
-            fr = start_run(client, "backfill/backfill", params)
+            fr = start_run(client, "backfill/backfill", params, tags=owner)
             console.print(f"started backfill {fr.name} ({fr.id})")
             console.print(f"Prefect UI: {target.run_url(fr.id)}")
             if not watch:

@@ -230,3 +230,168 @@ def test_get_available_dates_session(sim: Any, stack_site: str, live_facade: Ser
     assert task_id in [t["id"] for t in listed_tasks["tasks"]]
     logs = c.get(f"/api/tasks/{task_id}/logs").json()
     assert logs["success"] is True and logs["total"] == len(logs["logs"])
+
+
+STEPS_DATE = 250626  # round18, three runs; sent as a number, as the notebook does
+
+
+def test_topup_standard_steps_session(sim: Any, stack_site: str, live_facade: Served) -> None:
+    """The notebook's run of the 4-step workflow: create (date as a number) → start → poll
+    to success → executions with the §4.3 keys → merged PDF → ``retry_from_step``."""
+    sim.set_faults(**SIM_FAST)
+    c = live_facade.client("user123")
+    date = str(STEPS_DATE)
+    created = c.post(
+        "/api/tasks",
+        json={
+            "user_id": "user123",
+            "workflow_name": "topup_standard_steps_workflow",
+            "parameters": {
+                "check_ist": True,
+                "date": STEPS_DATE,
+                "download_files": True,
+                "max_wait_minutes": 30,
+                "round": "round18",
+                "submit_job": True,
+                "user_id": "user123",
+                "site": stack_site,
+                "poll_seconds": 0.2,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    task_id = created.json()["task_id"]
+    assert created.json()["task"]["task_name"].startswith("topup_standard_steps_workflow_")
+    assert c.post(f"/api/tasks/{task_id}/start").json()["message"] == "Task started"
+    done = wait_status(c, task_id, "success", timeout=300)
+    assert done["progress_percentage"] == 100 and done["current_step"] is None
+    task = detail(c, task_id)
+    params = task["parameters"]
+    assert params["date"] == date and params["round"] == "round18"
+    assert params["user_id"] == "user123" and params["download_files"] is True
+    assert [e["step_name"] for e in task["executions"]] == [
+        "step1_1",
+        "step1_2",
+        "step1_3",
+        "step1_4",
+    ]
+    assert [e["step_order"] for e in task["executions"]] == [1, 2, 3, 4]
+    assert all(e["status"] == "success" for e in task["executions"])
+    s11, _, s13, s14 = (e["step_result_json"] for e in task["executions"])
+    runs = sim.runs("round18", date)
+    # §4.3 step1_1: date, total_runs, complete_runs[], incomplete_runs[], elapsed_time (s)
+    assert s11["date"] == date and s11["total_runs"] == len(runs)
+    assert s11["complete_runs"] == runs and s11["incomplete_runs"] == []
+    assert isinstance(s11["elapsed_time"], float) and s11["elapsed_time"] >= 0
+    # step1_3: ist_results {run: [int, int, int]}, invalid_runs []
+    assert set(s13["ist_results"]) == {str(r) for r in runs} and s13["invalid_runs"] == []
+    assert all(len(v) == 3 for v in s13["ist_results"].values())
+    # step1_4: pdf_local_path relative, downloads/<task>_<order>/mergedd_IST_<date>.pdf
+    assert s14["pdf_local_path"] == f"downloads/{task_id}_4/mergedd_IST_{date}.pdf"
+    assert s14["pdf_remote_path"].endswith("/mergedd_IST.pdf")
+    pdf = c.get(s14["pdf_download_url"])
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    by_task = c.get(
+        f"/api/downloads/task/{task_id}", params={"file_type": "merged_pdf", "date": date}
+    )
+    assert by_task.status_code == 200 and by_task.content == pdf.content
+    unknown = c.get(f"/api/downloads/task/{task_id}", params={"file_type": "png"})
+    assert unknown.status_code == 400
+    assert unknown.json() == {"success": False, "error": "Unknown file_type: png"}
+
+    # §1.11: run again from a named step (a new flow run; the earlier steps count as done)
+    again = c.post(f"/api/tasks/{task_id}/resume", json={"retry_from_step": "step1_4"})
+    assert again.status_code == 200, again.text
+    assert again.json()["message"] == "Task resumed from step: step1_4"
+    wait_status(c, task_id, "success", timeout=180)
+    task = detail(c, task_id)
+    assert [e["step_name"] for e in task["executions"]][-1] == "step1_4"
+    assert len(step_runs(task, "step1_4")) == 2
+
+
+def test_topup_standard_session(sim: Any, stack_site: str, live_facade: Served) -> None:
+    """The SKILL quick start on the 21-step workflow (fixed: ``user_id`` repeated) →
+    start → pause during 1.1 → resume with a new ``max_wait_minutes`` → resume
+    ``retry_from_step`` → cancel; every answer in the legacy shape."""
+    sim.set_faults(
+        **SIM_FAST, slow={"genJob.sh": 3.0}, never_finish={"2": sim.runs("round18", "250626")}
+    )
+    c = live_facade.client("user123")
+    wf = c.get("/api/workflows/topup_standard_workflow").json()["workflow"]
+    assert wf["name"] == "topup_standard_workflow" and wf["version"] == "1.0.0"
+    assert [s["id"] for s in wf["steps"]][:4] == ["step1_1", "step1_2", "step1_3", "step1_4"]
+    assert len(wf["steps"]) == 21
+    body = {
+        "user_id": "user123",
+        "workflow_name": "topup_standard_workflow",
+        "parameters": {
+            "user_id": "user123",
+            "date_param": "250626",
+            "submit_job": True,
+            "max_wait_minutes": 25,
+            "site": stack_site,
+            "poll_seconds": 0.2,
+        },
+    }
+    created = c.post("/api/tasks", json=body)
+    assert created.status_code == 201, created.text
+    task_id = created.json()["task_id"]
+    task = created.json()["task"]
+    assert task["date_param"] == "250626" and task["workflow_version"] == "1.0.0"
+    bad_version = c.post("/api/tasks", json={**body, "workflow_version": "0.9.9"})
+    assert bad_version.status_code == 400 and "0.9.9" in bad_version.json()["error"]
+
+    assert c.post(f"/api/tasks/{task_id}/start").status_code == 200
+    wait_for(
+        lambda: any(
+            e["step_name"] == "step1_1" and e["status"] == "running"
+            for e in detail(c, task_id)["executions"]
+        ),
+        timeout=120,
+        what="step1_1 running",
+    )
+    paused = c.post(f"/api/tasks/{task_id}/pause")
+    assert paused.status_code == 200 and paused.json()["success"] is True
+    wait_status(c, task_id, "paused", timeout=120)
+    task = detail(c, task_id)
+    assert task["pause_at_step"] == "step1_1" and task["progress_percentage"] == 100 // 21
+
+    resumed = c.post(f"/api/tasks/{task_id}/resume", json={"parameters": {"max_wait_minutes": 30}})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["message"] == "Task resumed from step: step1_1"
+    assert detail(c, task_id)["parameters"]["max_wait_minutes"] == 30
+
+    # Step 2.1's jobs never end: the run waits there. Cancel it, then rerun from step 1.4.
+    wait_for(
+        lambda: any(e["step_name"] == "step2_1" for e in detail(c, task_id)["executions"]),
+        timeout=180,
+        what="step2_1 started",
+    )
+    busy = c.post(f"/api/tasks/{task_id}/resume", json={"retry_from_step": "step1_4"})
+    assert busy.status_code == 400
+    assert busy.json() == {"success": False, "error": "Cannot resume task in running state"}
+    cancelled = c.post(f"/api/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200
+    assert {k: cancelled.json()[k] for k in ("message", "success")} == {
+        "message": "Task cancelled",
+        "success": True,
+    }
+    wait_status(c, task_id, "cancelled", timeout=120)
+    retry = c.post(f"/api/tasks/{task_id}/resume", json={"retry_from_step": "step1_4"})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["message"] == "Task resumed from step: step1_4"
+    wait_for(
+        lambda: len(step_runs(detail(c, task_id), "step2_1")) == 2,
+        timeout=180,
+        what="step1_4 again, then step2_1",
+    )
+    task = detail(c, task_id)
+    assert task["resume_from_step"] == "step1_4"
+    assert [e["status"] for e in step_runs(task, "step1_4")] == ["success", "success"]
+    assert c.post(f"/api/tasks/{task_id}/cancel").status_code == 200
+    done = wait_status(c, task_id, "cancelled", timeout=120)
+    assert done["completed_at"] is not None
+    assert c.post(f"/api/tasks/{task_id}/cancel").json() == {
+        "success": False,
+        "error": "Cannot cancel task in cancelled state",
+    }
