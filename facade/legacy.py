@@ -201,7 +201,10 @@ def task_view(
         resume_from_step=start_at,
         error_message=error,
         started_at=flow_run.start_time,
-        completed_at=flow_run.end_time if status in FINAL else None,
+        # Cancelling has no end time yet: the legacy cancel set completed_at at once.
+        completed_at=(flow_run.end_time or (flow_run.state.timestamp if flow_run.state else None))
+        if status in FINAL
+        else None,
         state_name=flow_run.state.name if flow_run.state else None,
         waiting_for_input=_waiting_for_input(flow_run),
         completed_steps=done,
