@@ -51,6 +51,9 @@ def step_result_json(
             )
     if elapsed is not None:
         data.setdefault("elapsed_time", elapsed)
+    lines = data.get("interval_lines")
+    if isinstance(lines, list):  # 1.3: the legacy text of this date's interval.txt lines
+        data.setdefault("interval_file_content", "\n".join(str(ln) for ln in lines))
     return {
         **data,
         "step_name": row.task_name,

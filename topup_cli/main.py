@@ -51,12 +51,33 @@ UserOpt = Annotated[
 ]
 
 
-def _user_tags(user: str | None) -> list[str]:
-    """The run's owner tag (``facade-user:<name>``), from --user / $TOPUP_USER or the login."""
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TOPUP_TOKEN",
+        help="A facade API token: the run is for its user (instead of --user)",
+    ),
+]
+
+
+def _user_tags(
+    user: str | None, token: str | None = None, data_dir: Path | None = None
+) -> list[str]:
+    """The run's owner tag (``facade-user:<name>``): the token's user, else --user /
+    $TOPUP_USER, else the login name."""
     import getpass
 
-    from facade.tokens import USER_NAME_RE
+    from facade.tokens import USER_NAME_RE, resolve_token
 
+    if token:
+        with _token_session(data_dir) as session:
+            owner = resolve_token(session, token)
+        if owner is None:
+            raise _fail("unknown or revoked token", 2)
+        if user is not None and user != owner.name:
+            raise _fail(f"--user {user} does not match the token's user", 2)
+        user = owner.name
     name = user if user is not None else getpass.getuser()
     if not USER_NAME_RE.fullmatch(name):
         raise _fail("user name must be 1-64 characters of letters, digits, _ . @ -", 2)
@@ -221,6 +242,7 @@ def run(
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Start a run of a workflow deployment and show its steps live."""
     import getpass
@@ -228,7 +250,7 @@ def run(
     from topup_cli.progress import RunWatcher, prompt_answer
 
     definition = _definition(workflow, version)
-    owner = _user_tags(user)
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
         "date": date,
@@ -321,11 +343,12 @@ def dates(
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Run step 0 (available-dates) and show the round's dates."""
     from topup_cli.runlogs import table_artifact
 
-    owner = _user_tags(user)
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     try:
         with target.client() as client:
@@ -376,6 +399,7 @@ def backfill(
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Start a backfill of a round (one topup-standard run per unprocessed date)."""
     import getpass
@@ -383,7 +407,7 @@ def backfill(
     from topup_cli.runlogs import watch_children
 
     definition = _definition(workflow, version)
-    owner = _user_tags(user)
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
         "round": round,

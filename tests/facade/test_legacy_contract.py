@@ -286,6 +286,7 @@ def test_topup_standard_steps_session(sim: Any, stack_site: str, live_facade: Se
     # step1_3: ist_results {run: [int, int, int]}, invalid_runs []
     assert set(s13["ist_results"]) == {str(r) for r in runs} and s13["invalid_runs"] == []
     assert all(len(v) == 3 for v in s13["ist_results"].values())
+    assert all(str(r) in s13["interval_file_content"] for r in runs)
     # step1_4: pdf_local_path relative, downloads/<task>_<order>/mergedd_IST_<date>.pdf
     assert s14["pdf_local_path"] == f"downloads/{task_id}_4/mergedd_IST_{date}.pdf"
     assert s14["pdf_remote_path"].endswith("/mergedd_IST.pdf")

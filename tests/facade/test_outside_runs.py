@@ -1,6 +1,6 @@
 """One source of truth: a flow run started in the CLI is a task of the API.
 
-``topup run --user carol`` creates the run in Prefect only (tag ``facade-user:carol``); the
+``topup run`` with carol's token creates the run in Prefect only (tag ``facade-user:carol``); the
 facade lists it as carol's task (an admin sees it too, another user does not), its Socket.IO
 room sends ``task_status`` / ``task_progress``, and the legacy endpoints work on it: progress,
 pause, resume, executions, logs, downloads, cancel.
@@ -9,6 +9,7 @@ pause, resume, executions, logs, downloads, cancel.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -28,10 +29,21 @@ RUN_ID = re.compile(r"started flow run \S+ \(([0-9a-f-]{36})\)")
 
 
 def test_cli_run_is_a_task_with_live_events_and_controls(
-    stack: Any, sim: Any, stack_site: str, stack_runs: StackRuns, live_facade: Served
+    stack: Any,
+    sim: Any,
+    stack_site: str,
+    stack_runs: StackRuns,
+    live_facade: Served,
+    tmp_path: Path,
 ) -> None:
     sim.set_faults(**SIM_FAST, slow={"genJob.sh": 3.0})
-    res = CliRunner().invoke(
+    # The CLI is given carol's facade token: the run is hers.
+    env = {
+        "TOPUP_TOKEN": live_facade.token_for("carol"),
+        "TOPUP_DATABASE_URL": stack.topup_database_url,
+        "TOPUP_STACK_DATA_DIR": str(tmp_path / "cli"),
+    }
+    res = CliRunner(env=env).invoke(
         app,
         [
             "run",
@@ -48,8 +60,6 @@ def test_cli_run_is_a_task_with_live_events_and_controls(
             "--max-wait-minutes",
             "2",
             "--no-watch",
-            "--user",
-            "carol",
             "--api-url",
             stack.api_url,
         ],
@@ -131,3 +141,26 @@ def test_cli_run_is_a_task_with_live_events_and_controls(
     # listing again adopts nothing twice
     again = [t for t in admin.get("/api/tasks", params={"limit": 100}).json()["tasks"]]
     assert [t["id"] for t in again if t["flow_run_id"] == run_id] == [task_id]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--user", "not a name!"], {}, "user name must be"),
+        ([], {"TOPUP_TOKEN": "tpk_forged"}, "unknown or revoked token"),
+    ],
+)
+def test_cli_refuses_a_bad_user_or_token_before_any_call(
+    args: list[str], env: dict[str, str], needle: str, tmp_path: Path
+) -> None:
+    env = {
+        **env,
+        "TOPUP_DATABASE_URL": f"sqlite:///{tmp_path / 'facade.db'}",
+        "TOPUP_STACK_DATA_DIR": str(tmp_path / "cli"),
+    }
+    # Nothing listens at this API URL: reaching it would be another error.
+    res = CliRunner(env=env).invoke(
+        app,
+        ["dates", "--round", "round18", *args, "--api-url", "http://127.0.0.1:9/api"],
+    )
+    assert res.exit_code == 2 and needle in res.output, res.output
