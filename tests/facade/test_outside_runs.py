@@ -43,27 +43,24 @@ def test_cli_run_is_a_task_with_live_events_and_controls(
         "TOPUP_DATABASE_URL": stack.topup_database_url,
         "TOPUP_STACK_DATA_DIR": str(tmp_path / "cli"),
     }
-    res = CliRunner(env=env).invoke(
-        app,
-        [
-            "run",
-            "--date",
-            DATE,
-            "--round",
-            "round18",
-            "--site",
-            stack_site,
-            "--workflow",
-            "topup-standard-steps",
-            "--poll-seconds",
-            "0.2",
-            "--max-wait-minutes",
-            "2",
-            "--no-watch",
-            "--api-url",
-            stack.api_url,
-        ],
-    )
+    cli_args = [
+        "run",
+        "--date",
+        DATE,
+        "--round",
+        "round18",
+        "--site",
+        stack_site,
+        "--workflow",
+        "topup-standard-steps",
+        "--poll-seconds",
+        "0.2",
+        "--max-wait-minutes",
+        "2",
+        "--api-url",
+        stack.api_url,
+    ]
+    res = CliRunner(env=env).invoke(app, [*cli_args, "--no-watch"])
     found = RUN_ID.search(res.output)
     assert found and res.exit_code == 0, res.output
     run_id = str(UUID(found.group(1)))
@@ -73,9 +70,12 @@ def test_cli_run_is_a_task_with_live_events_and_controls(
     admin = live_facade.client("ops", admin=True)
     bob = live_facade.client("bob")
 
-    def listed(c: Any) -> dict[str, Any] | None:
+    def listed_run(c: Any, flow_run_id: str) -> dict[str, Any] | None:
         tasks = c.get("/api/tasks", params={"limit": 100}).json()["tasks"]
-        return next((t for t in tasks if t["flow_run_id"] == run_id), None)
+        return next((t for t in tasks if t["flow_run_id"] == flow_run_id), None)
+
+    def listed(c: Any) -> dict[str, Any] | None:
+        return listed_run(c, run_id)
 
     task = wait_for(lambda: listed(carol), timeout=30, what="the CLI run in carol's tasks")
     task_id = task["id"]
@@ -141,6 +141,27 @@ def test_cli_run_is_a_task_with_live_events_and_controls(
     # listing again adopts nothing twice
     again = [t for t in admin.get("/api/tasks", params={"limit": 100}).json()["tasks"]]
     assert [t["id"] for t in again if t["flow_run_id"] == run_id] == [task_id]
+
+    # A second CLI run, cancelled through the API while it runs.
+    sim.set_faults(**SIM_FAST, slow={"genJob.sh": 30.0})
+    res = CliRunner(env=env).invoke(app, [*cli_args, "--no-watch"])
+    found = RUN_ID.search(res.output)
+    assert found and res.exit_code == 0, res.output
+    second = str(UUID(found.group(1)))
+    stack_runs.created.append(UUID(second))
+    other = wait_for(lambda: listed_run(carol, second), timeout=30, what="the second run")
+    wait_for(
+        lambda: carol.get(f"/api/tasks/{other['id']}/progress").json()["status"] == "running",
+        timeout=60,
+        what="the second run running",
+    )
+    cancelled = carol.post(f"/api/tasks/{other['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    wait_for(
+        lambda: carol.get(f"/api/tasks/{other['id']}").json()["task"]["state_name"] == "Cancelled",
+        timeout=90,
+        what="the second run Cancelled",
+    )
 
 
 @pytest.mark.parametrize(
