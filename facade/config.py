@@ -69,6 +69,8 @@ class FacadeSettings(BaseSettings):
     prefect_read_ttl_seconds: float = Field(1.0, ge=0, le=10)
     # ... and this long while Prefect's event stream drops changed runs (facade.cache_feed).
     prefect_live_read_ttl_seconds: float = Field(30.0, ge=0, le=600)
+    # GET /api/tasks looks for flow runs started outside the facade at most this often.
+    adopt_interval_seconds: float = Field(1.0, ge=0, le=600)
     # Engine.IO heartbeat; a long-polling client waits up to interval + timeout on close.
     socketio_ping_interval: float = Field(25.0, gt=0)
     socketio_ping_timeout: float = Field(20.0, gt=0)

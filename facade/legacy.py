@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect.client.schemas.objects import FlowRun, Log, StateType, TaskRun
 
+from facade import redact
 from facade.models import Task
 from facade.responses import iso
 from flows.definitions import StepDefinition, WorkflowDefinition
@@ -178,8 +179,11 @@ def task_view(
         done += int(finished)
     progress = 100 if status == SUCCESS else (done * 100 // total if total else 0)
 
+    # The legacy "last step that finished": null before the first one ends and after success.
     current_step = None
-    if running:
+    if status == SUCCESS:
+        pass
+    elif running:
         current_step = max(running, key=lambda sr: _started(sr.task_run)).step.id
     elif runs:
         current_step = max(
@@ -188,7 +192,7 @@ def task_view(
 
     error = None
     if status == FAILED and flow_run.state is not None:
-        error = flow_run.state.message or flow_run.state.name
+        error = redact.clean(flow_run.state.message or flow_run.state.name)
     return TaskView(
         status=status,
         progress=progress,
@@ -197,7 +201,10 @@ def task_view(
         resume_from_step=start_at,
         error_message=error,
         started_at=flow_run.start_time,
-        completed_at=flow_run.end_time if status in FINAL else None,
+        # Cancelling has no end time yet: the legacy cancel set completed_at at once.
+        completed_at=(flow_run.end_time or (flow_run.state.timestamp if flow_run.state else None))
+        if status in FINAL
+        else None,
         state_name=flow_run.state.name if flow_run.state else None,
         waiting_for_input=_waiting_for_input(flow_run),
         completed_steps=done,
@@ -290,9 +297,11 @@ def executions(
         tr = sr.task_run
         state = tr.state
         status = _TASK_STATUS.get(state.type, "pending") if state else "pending"
-        message = state.message if state else None
+        message = redact.clean(state.message) if state else None
         code, code_name = error_code(message) if status == "failed" else (None, None)
-        lines = [lg.message for lg in (logs_by_task_run or {}).get(str(tr.id), [])]
+        lines = [
+            redact.clean(lg.message) or "" for lg in (logs_by_task_run or {}).get(str(tr.id), [])
+        ]
         console = "\n".join(lines)
         if len(console) > console_limit:
             console = console[-console_limit:]
@@ -339,7 +348,7 @@ def log_record(task: Task, log: Log, execution_ids: dict[str, int]) -> dict[str,
         "task_id": task.id,
         "execution_id": execution_ids.get(task_run) if task_run else None,
         "level": level_name(log.level),
-        "message": log.message,
+        "message": redact.clean(log.message),
         "timestamp": iso(log.timestamp),
         "source": log.name,
         "created_at": iso(log.created or log.timestamp),

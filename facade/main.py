@@ -13,8 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facade import redact
+from facade.adopt import Adopter
 from facade.cache_feed import CacheFeed
 from facade.config import FacadeSettings, get_settings
 from facade.db import create_tables, make_engine
@@ -36,6 +39,7 @@ from facade.routes import (
 from facade.socketio import LegacySocketServer
 
 log = logging.getLogger("topup.facade")
+DOCS_ASSETS = "/docs-assets"
 
 DESCRIPTION = """
 The legacy Topup REST API, served on Prefect. Tasks are flow runs of versioned workflow
@@ -102,6 +106,7 @@ class BodySizeLimit:
 
 def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    redact.configure(settings.downloads_dir)
     engine = make_engine(settings.database_url)
     gateway = PrefectGateway(
         settings.prefect_api_url_clean,
@@ -125,7 +130,9 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
             await gateway.close()
             engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own assets: no CDN is reachable at IHEP.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Topup HTTP API",
         version=root.VERSION,
         description=DESCRIPTION,
@@ -138,6 +145,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     app.state.gateway = gateway
     app.state.cache_feed = feed
     app.state.live = LiveHub(engine, gateway)
+    app.state.adopter = Adopter(settings.adopt_interval_seconds)
     install_error_handlers(app)
     for module in (root, tasks, workflows, executions, logs, downloads, stats, preferences, ws):
         app.include_router(module.router)

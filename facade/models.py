@@ -84,6 +84,17 @@ class Task(SQLModel, table=True):
         return ids
 
 
+class AdoptedRun(SQLModel, table=True):
+    """A flow run started outside the facade (CLI, UI, schedule, backfill) and the task row
+    that shows it; the primary key makes two facade processes adopt a run only once."""
+
+    __tablename__ = "facade_adopted_run"
+
+    flow_run_id: str = Field(primary_key=True, max_length=36)
+    task_id: int = Field(foreign_key="facade_task.id", index=True)
+    adopted_at: datetime = Field(default_factory=utcnow)
+
+
 class UserPreference(SQLModel, table=True):
     """Per-user preferences, the legacy schema's three groups."""
 
@@ -102,4 +113,5 @@ FACADE_TABLES = [
     WorkflowRef.__table__,
     Task.__table__,
     UserPreference.__table__,
+    AdoptedRun.__table__,
 ]

@@ -6,6 +6,7 @@ database URL as the facade's own tables (``TOPUP_DATABASE_URL``).
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from facade.responses import iso
@@ -22,22 +23,51 @@ def step_results(database_url: str, flow_run_ids: list[str]) -> dict[tuple[str, 
     return out
 
 
-def step_result_json(row: StepRun | None) -> dict[str, Any]:
-    """What the legacy ``step_result_json`` carried: the step's facts, not its envelope."""
+def step_result_json(
+    row: StepRun | None,
+    *,
+    task_id: int | None = None,
+    step_order: int | None = None,
+    elapsed: float | None = None,
+) -> dict[str, Any]:
+    """What the legacy ``step_result_json`` carried: the step's facts, not its envelope.
+
+    The step's own facts sit at the top level under the keys legacy clients read
+    (``total_runs``, ``invalid_runs``, ``all_dates`` ...), with the legacy aliases
+    ``complete_runs`` / ``incomplete_runs`` / ``elapsed_time``; a downloaded file's
+    ``*_local_path`` is the legacy relative ``downloads/<task>_<step order>/<file>`` (never a
+    server path), with ``*_download_url`` beside it for the facade's download route.
+    """
     if row is None:
         return {}
+    data: dict[str, Any] = dict(row.data or {})
+    for key, value in list(data.items()):
+        if key.endswith("local_path") and isinstance(value, str) and value:
+            name = PurePosixPath(value.replace("\\", "/")).name
+            folder = f"{task_id}_{step_order}" if task_id is not None else row.flow_run_id
+            data[key] = f"downloads/{folder}/{name}"
+            data[key.removesuffix("local_path") + "download_url"] = (
+                f"/api/downloads/{row.flow_run_id}/{name}"
+            )
+    if elapsed is not None:
+        data.setdefault("elapsed_time", elapsed)
+    lines = data.get("interval_lines")
+    if isinstance(lines, list):  # 1.3: the legacy text of this date's interval.txt lines
+        data.setdefault("interval_file_content", "\n".join(str(ln) for ln in lines))
     return {
+        **data,
         "step_name": row.task_name,
         "label": row.label,
         "outcome": row.outcome,
-        "date": row.date,
+        "date": row.date if row.date is not None else data.get("date"),
         "round": row.round,
         "runs_complete": list(row.runs_complete),
         "runs_incomplete": list(row.runs_incomplete),
+        "complete_runs": list(row.runs_complete),
+        "incomplete_runs": list(row.runs_incomplete),
         "missing_required": list(row.missing_required),
         "error_code": row.error_code,
         "error_name": row.error_name,
-        **({"data": row.data} if row.data else {}),
     }
 
 
@@ -58,8 +88,16 @@ def output_record(row: StepOutput, execution_id: int | None) -> dict[str, Any]:
         "file_hash": row.sha256,
         "content_type": row.content_type,
         "metadata": {"role": row.role, "run": row.run, "date": row.date, "round": row.round},
-        "local_path": row.local_path,
+        # relative to the downloads root (the download route's name), never a server path
+        "local_path": _download_name(row),
+        "download_url": f"/api/downloads/{_download_name(row)}" if row.local_path else None,
         "step_name": row.step_id,
         "task_name": row.task_name,
         "created_at": iso(row.recorded_at),
     }
+
+
+def _download_name(row: StepOutput) -> str | None:
+    if not row.local_path:
+        return None
+    return f"{row.flow_run_id}/{PurePosixPath(row.local_path).name}"

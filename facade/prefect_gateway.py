@@ -22,6 +22,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterId,
     FlowRunFilterStartTime,
     LogFilter,
@@ -330,6 +331,31 @@ class PrefectGateway:
     @_changes_run
     async def update_parameters(self, flow_run_id: str, parameters: dict[str, Any]) -> None:
         await self.client.update_flow_run(UUID(flow_run_id), parameters=parameters)
+
+    async def runs_of_flows(
+        self, flow_names: Sequence[str], since: datetime | None, limit: int = 5000
+    ) -> list[FlowRun]:
+        """Flow runs of these flows expected to start after ``since`` (all when None), newest
+        first, at most ``limit`` (paged)."""
+        flt = (
+            FlowRunFilter(expected_start_time=FlowRunFilterExpectedStartTime(after_=since))
+            if since is not None
+            else None
+        )
+        flow_filter = FlowFilter(name=FlowFilterName(any_=list(flow_names)))
+        out: list[FlowRun] = []
+        while len(out) < limit:
+            page = await self.client.read_flow_runs(
+                flow_filter=flow_filter,
+                flow_run_filter=flt,
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=min(self.page_size, limit - len(out)),
+                offset=len(out),
+            )
+            out += page
+            if len(page) < self.page_size:
+                break
+        return out
 
     # -- statistics --------------------------------------------------------------------------
     async def flow_runs_between(

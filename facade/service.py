@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from facade import legacy, outputs, workflows
+from facade import legacy, outputs, redact, workflows
 from facade.errors import ApiError, bad_request
 from facade.models import Task, UserPreference, WorkflowRef
 from facade.prefect_gateway import GatewayError, PrefectGateway
@@ -98,9 +98,15 @@ async def execution_records(
     results = await run_in_threadpool(outputs.step_results, database_url, task.all_flow_run_ids())
     for rec in records:
         row = results.get((rec["flow_run_id"], rec["task_run_name"]))
-        rec["step_result_json"] = outputs.step_result_json(row)
+        duration = rec.get("duration_seconds")
+        rec["step_result_json"] = outputs.step_result_json(
+            row,
+            task_id=task.id,
+            step_order=rec["step_order"],
+            elapsed=float(duration) if duration is not None else None,
+        )
         if row is not None and rec["status"] in ("success", "failed"):
-            rec["output_summary"] = row.message or rec["output_summary"]
+            rec["output_summary"] = redact.clean(row.message) or rec["output_summary"]
     return records
 
 
@@ -323,6 +329,15 @@ async def resume(
 
     flow_run_id = str(task.flow_run_id)
     if status == legacy.PAUSED and snap.view.waiting_for_input:
+        paused_at = snap.view.pause_at_step
+        if parameters and paused_at and defn.step(paused_at).pause_after:
+            # The legacy resume of a review pause: the paused step runs again with the new
+            # parameters (in a new flow run starting there; the paused one is cancelled).
+            new_params = _revalidate(task, defn, {**parameters, "start_at_step": paused_at})
+            await gateway.cancel(flow_run_id)
+            return await _rerun(
+                session, gateway, task, new_params, f"Task resumed from step: {paused_at}"
+            )
         if parameters:
             raise bad_request("This task waits for an operator decision; parameters can't change")
         assert snap.flow_run is not None

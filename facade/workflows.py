@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from flows import definitions
 from flows.definitions import DefinitionError, WorkflowDefinition
+from flows.definitions.models import ExecutionConfig
 
 # Keys legacy clients send inside ``parameters`` that are not flow parameters: accepted,
 # echoed back in the task's parameters, never passed to Prefect.
@@ -45,7 +46,9 @@ class PreparedParameters:
 
 
 def resolve(name: str, version: str | None = None) -> WorkflowDefinition:
-    """A definition by name or legacy alias; the latest version when none is given."""
+    """A definition by name or legacy alias; without a version the latest (for an alias:
+    the latest version declaring it). The error names the version when only that is unknown.
+    """
     try:
         return definitions.load(name, version)
     except DefinitionError as exc:
@@ -53,8 +56,70 @@ def resolve(name: str, version: str | None = None) -> WorkflowDefinition:
         raise UnknownWorkflow(definitions.unknown_workflow_message(name, version)) from exc
 
 
+def _known(name: str) -> bool:
+    try:
+        definitions.load(name)
+    except DefinitionError:
+        return False
+    return True
+
+
 def all_definitions() -> list[WorkflowDefinition]:
     return definitions.list_definitions()
+
+
+def versions_of(defn: WorkflowDefinition) -> list[WorkflowDefinition]:
+    return [d for d in all_definitions() if d.name == defn.name]
+
+
+# ------------------------------------------------------------------- catalog views
+
+NEW_VIEW = "new"
+VIEW_HEADER = "X-Topup-Workflow-View"
+
+
+def legacy_name(defn: WorkflowDefinition) -> str:
+    """The name a legacy client knows the definition by (its first alias, else its name)."""
+    return defn.legacy_names[0] if defn.legacy_names else defn.name
+
+
+def config_name(defn: WorkflowDefinition) -> str | None:
+    """The definition's file name: where it comes from, without any server directory."""
+    return definitions.source_name(defn)
+
+
+def legacy_catalog() -> list[tuple[str, WorkflowDefinition]]:
+    """(catalog name, definition) as the legacy ``GET /api/workflows`` lists them.
+
+    Driven by the definitions' data only: each legacy alias at the version declaring it, then
+    the latest version of every name whose latest version has no alias (new workflows).
+    """
+    defs = all_definitions()
+    out: list[tuple[str, WorkflowDefinition]] = []
+    seen: set[str] = set()
+    for d in defs:
+        for alias in d.legacy_names:
+            if alias not in seen:
+                seen.add(alias)
+                out.append((alias, definitions.load(alias)))
+    latest: dict[str, WorkflowDefinition] = {}
+    for d in defs:  # oldest first: the last one wins
+        latest[d.name] = d
+    out += [(name, d) for name, d in latest.items() if not d.legacy_names]
+    return out
+
+
+def legacy_execution(defn: WorkflowDefinition) -> dict[str, Any]:
+    """The legacy ``execution_config``: declared, or derived from the steps' own settings."""
+    if defn.execution is not None:
+        return defn.execution.model_dump()
+    steps = defn.steps
+    return ExecutionConfig(
+        default_timeout_minutes=max((s.timeout_minutes for s in steps), default=30),
+        retry_on_failure=any(s.retries for s in steps),
+        max_retries=max((s.retries for s in steps), default=0),
+        retry_delay_seconds=max((s.retry_delay_seconds for s in steps), default=30),
+    ).model_dump()
 
 
 def deployment_names(defn: WorkflowDefinition) -> list[str]:
@@ -133,14 +198,20 @@ def legacy_step(defn: WorkflowDefinition, index: int) -> dict[str, Any]:
         "required_files": list(step.required_files),
         "pause_after": step.pause_after,
     }
+    if step.on_failure is not None:
+        out["on_failure"] = step.on_failure.model_dump(exclude_none=True)
     if step.approval:
         out["approval"] = step.approval
     return out
 
 
 def legacy_parameters_config(defn: WorkflowDefinition) -> dict[str, Any]:
-    """The legacy ``parameters`` section: ``required`` names and ``optional`` specs."""
-    required = [n for n, s in defn.parameters.items() if s.required]
+    """The legacy ``parameters`` section: ``required`` names and ``optional`` specs.
+
+    ``user_id`` comes first, as in every legacy workflow: legacy clients repeat it inside
+    ``parameters`` (accepted and echoed; the bearer token is what identifies the caller).
+    """
+    required = ["user_id", *(n for n, s in defn.parameters.items() if s.required)]
     optional = []
     for name, spec in defn.parameters.items():
         if spec.required:

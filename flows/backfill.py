@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, tags
+from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 
 from flows import recording
@@ -26,6 +27,8 @@ from flows.topup_standard import current_run_id, topup_standard
 from store import dates as date_store
 
 FLOW_NAME = "backfill"
+# The tag naming whom a run was started for (the facade shows it as that user's task).
+USER_TAG = "facade-user:"
 
 
 class BackfillStopped(Exception):
@@ -118,16 +121,20 @@ def backfill(
         )
         if k in per_date.parameters
     }
+    ctx = FlowRunContext.get()
+    own_tags = list(ctx.flow_run.tags) if ctx is not None and ctx.flow_run is not None else []
+    owner_tags = [t for t in own_tags if t.startswith(USER_TAG)]
     done: list[dict[str, Any]] = []
     for i, date in enumerate(todo):
         child = topup_standard.with_options(flow_run_name=f"{p['round']}-{date}")
-        state = child(
-            date=date,
-            workflow=per_date.name,
-            workflow_version=per_date.version,
-            return_state=True,
-            **common,
-        )
+        with tags(*owner_tags):  # each date's run belongs to whom the backfill does
+            state = child(
+                date=date,
+                workflow=per_date.name,
+                workflow_version=per_date.version,
+                return_state=True,
+                **common,
+            )
         done.append({"date": date, "state": state.type.value, "message": state.message})
         if not state.is_completed():
             rest = todo[i + 1 :]

@@ -21,7 +21,7 @@ from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, qpath
 from steps.results import Outcome, StepResult
-from steps.session import open_site
+from steps.session import load_settings, open_site
 
 STEP = "0"
 DATE_LINE_RE = re.compile(r"^\d{6}$")
@@ -146,3 +146,20 @@ def step0(
     return available_dates(
         open_site(site), round, include_processed=include_processed, sort_order=sort_order
     )
+
+
+@task(name="step1_noop", persist_result=True)
+def step1_noop(round: str, run_key: str | None = None, site: str = "default") -> StepResult:
+    """The legacy dates workflow's placeholder step: a resume can move past step 0 to it.
+
+    Nothing reaches a remote shell, but its inputs are checked like every step's (the site
+    must be a known one), so a bad value fails here as it would anywhere else.
+    """
+    try:
+        validate.round_(round)
+        if run_key is not None:
+            validate.job_key(run_key)
+    except InvalidValue as exc:
+        fail("1", 20, str(exc))
+    load_settings(site)
+    return StepResult(step="1", round=round, message="nothing to do")

@@ -84,16 +84,23 @@ def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:
 
 
 def start_run(
-    client: SyncPrefectClient, deployment: str, parameters: dict[str, Any], name: str | None = None
+    client: SyncPrefectClient,
+    deployment: str,
+    parameters: dict[str, Any],
+    name: str | None = None,
+    tags: list[str] | None = None,
 ) -> FlowRun:
-    """Create a flow run of ``<flow>/<deployment>``; the worker picks it up."""
+    """Create a flow run of ``<flow>/<deployment>``; the worker picks it up. ``tags`` are
+    added to the deployment's (e.g. ``facade-user:<name>``: whom the run is for)."""
     try:
         dep = client.read_deployment_by_name(deployment)
     except ObjectNotFound:
         raise CliError(
             f"deployment {deployment!r} does not exist (is the stack up and deployed?)"
         ) from None
-    return client.create_flow_run_from_deployment(dep.id, parameters=parameters, name=name)
+    return client.create_flow_run_from_deployment(
+        dep.id, parameters=parameters, name=name, tags=[*(dep.tags or []), *(tags or [])]
+    )
 
 
 def wait_final(

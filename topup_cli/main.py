@@ -44,6 +44,47 @@ ApiOpt = Annotated[
     str | None,
     typer.Option("--api-url", help="Prefect API URL (default: the stack of the data dir)"),
 ]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        envvar="TOPUP_USER",
+        help="Whom the run is for: the facade shows it as this user's task (default: login)",
+    ),
+]
+
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TOPUP_TOKEN",
+        help="A facade API token: the run is for its user (instead of --user)",
+    ),
+]
+
+
+def _user_tags(
+    user: str | None, token: str | None = None, data_dir: Path | None = None
+) -> list[str]:
+    """The run's owner tag (``facade-user:<name>``): the token's user, else --user /
+    $TOPUP_USER, else the login name."""
+    import getpass
+
+    from facade.tokens import USER_NAME_RE, resolve_token
+
+    if token:
+        with _token_session(data_dir) as session:
+            owner = resolve_token(session, token)
+        if owner is None:
+            raise _fail("unknown or revoked token", 2)
+        if user is not None and user != owner.name:
+            raise _fail(f"--user {user} does not match the token's user", 2)
+        user = owner.name
+    name = user if user is not None else getpass.getuser()
+    if not USER_NAME_RE.fullmatch(name):
+        raise _fail("user name must be 1-64 characters of letters, digits, _ . @ -", 2)
+    return [f"facade-user:{name}"]
 
 
 def _settings(data_dir: Path | None, **overrides: Any) -> CliSettings:
@@ -234,11 +275,14 @@ def run(
     timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Start a run of a workflow deployment and show its steps live."""
     import getpass
 
     definition = _definition(workflow, version)
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
         "date": date,
@@ -260,7 +304,7 @@ def run(
         if value is not None:
             params[name] = value
     _checked(definition, {k: v for k, v in params.items() if k in definition.parameters})
-    _start_and_follow(target, None, params, definition, watch, prompt, timeout)
+    _start_and_follow(target, None, params, definition, watch, prompt, timeout, owner)
 
 
 def _start_and_follow(
@@ -271,6 +315,7 @@ def _start_and_follow(
     watch: bool,
     prompt: bool,
     timeout: float,
+    owner: list[str],
 ) -> None:
     """Start a run of ``deployment``, follow it live and exit 0 only if it Completed."""
     from topup_cli.progress import RunWatcher, prompt_answer
@@ -279,7 +324,7 @@ def _start_and_follow(
         with target.client() as client:
             deployment = deployment or _deployment_for(target, definition)
             began = time.monotonic()
-            flow_run = start_run(client, deployment, params)
+            flow_run = start_run(client, deployment, params, tags=owner)
             console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {deployment}")
             console.print(f"Prefect UI: {target.run_url(flow_run.id)}")
             if not watch:
@@ -335,11 +380,14 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Submit a round's constants to the offline database (step 8), each part after approval."""
     import getpass
 
     definition = _definition("submit-constants", None)
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {"round": round, "site": site or target.default_site}
     for name, value in (("run_from", run_from), ("run_to", run_to)):
@@ -349,7 +397,14 @@ def submit(
         params.update(approve_db_submit=True, approved_by=approved_by or getpass.getuser())
     _checked(definition, params)
     _start_and_follow(
-        target, "submit-constants/submit-constants", params, definition, watch, prompt, timeout
+        target,
+        "submit-constants/submit-constants",
+        params,
+        definition,
+        watch,
+        prompt,
+        timeout,
+        owner,
     )
 
 
@@ -383,16 +438,24 @@ def dates(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer")] = 600,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Run step 0 (available-dates) and show the round's dates."""
     from topup_cli.runlogs import table_artifact
 
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     params = {"round": round, "site": site or target.default_site}
     _checked(_definition("available-dates", None), params)  # exit 2 before any flow run
     try:
         with target.client() as client:
-            fr = start_run(client, "available-dates/available-dates", params)
+            fr = start_run(
+                client,
+                "available-dates/available-dates",
+                {"round": round, "site": site or target.default_site},
+                tags=owner,
+            )
             with console.status(f"available-dates {fr.name} ..."):
                 final = wait_final(client, fr.id, timeout)
             if final.state is None or not final.state.is_completed():
@@ -513,6 +576,8 @@ def backfill(
     * 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
+    user: UserOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Start a backfill of a round (one topup-standard run per unprocessed date)."""
     import getpass
@@ -520,6 +585,7 @@ def backfill(
     from topup_cli.runlogs import watch_children
 
     definition = _definition(workflow, version)
+    owner = _user_tags(user, token, data_dir)
     target = _target(data_dir, api_url)
     params: dict[str, Any] = {
         "round": round,
@@ -542,7 +608,7 @@ def backfill(
     _checked(_definition("backfill", None), params)
     try:
         with target.client() as client:
-            fr = start_run(client, "backfill/backfill", params)
+            fr = start_run(client, "backfill/backfill", params, tags=owner)
             console.print(f"started backfill {fr.name} ({fr.id})")
             console.print(f"Prefect UI: {target.run_url(fr.id)}")
             if not watch:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from facade import downloads, legacy, outputs, service
+from facade import downloads, legacy, outputs, redact, service
 from facade.deps import GatewayDep, SessionDep, UserDep, owned_task, visible_tasks_query
 from facade.errors import ApiError
 from facade.models import Task, User
@@ -140,6 +140,9 @@ async def check_download(
     return _json(body, 200)
 
 
+FILE_TYPES = ("merged_pdf", "log", "output")
+
+
 def _json(body: dict[str, Any], status: int) -> Response:
     return LegacyJSONResponse(body, status_code=status)
 
@@ -187,7 +190,7 @@ async def download_task_file(
     session: SessionDep,
     user: UserDep,
     gateway: GatewayDep,
-    file_type: Literal["merged_pdf", "log", "output"] | None = None,
+    file_type: Annotated[str | None, Query(max_length=32)] = None,
     date: Annotated[str | None, Query(max_length=16)] = None,
     step_id: Annotated[str, Query(pattern=r"^step\d+(_\d+)?$")] = "step1_4",
 ) -> Response:
@@ -196,6 +199,8 @@ async def download_task_file(
     task = owned_task(session, user, task_id)
     if file_type is None:
         raise ApiError(400, "file_type parameter is required")
+    if file_type not in FILE_TYPES:
+        raise ApiError(400, f"Unknown file_type: {file_type}")
     if file_type == "merged_pdf":
         date = date or legacy.date_param(task)
         if not date:
@@ -210,7 +215,7 @@ async def download_task_file(
     if file_type == "log":
         logs = await gateway.logs(task.all_flow_run_ids(), limit=20000, newest_first=False)
         text = "\n".join(
-            f"{iso(lg.timestamp)} {legacy.level_name(lg.level).upper():7} {lg.name}: {lg.message}"
+            f"{iso(lg.timestamp)} {legacy.level_name(lg.level).upper():7} {lg.name}: {redact.clean(lg.message)}"
             for lg in logs
         )
         return _text(text, f"task_{task_id}.log")

@@ -96,6 +96,7 @@ async def create_task(
     },
 )
 async def list_tasks(
+    request: Request,
     session: SessionDep,
     user: UserDep,
     gateway: GatewayDep,
@@ -104,9 +105,14 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=0, le=1000)] = 10,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Your tasks, newest first (admins: everyone's, or one user's with ``user_id``)."""
+    """Your tasks, newest first (admins: everyone's, or one user's with ``user_id``).
+
+    Flow runs started outside the facade (CLI, Prefect UI, schedules, backfills) are tasks
+    too: their owner is the user they were started for (admins see all of them).
+    """
     if user_id and user_id != user.name and not user.is_admin:
         raise ApiError(403, "user_id does not match the authenticated user")
+    await request.app.state.adopter.sync(session, gateway)
     query = visible_tasks_query(user, user_id)
     newest = query.order_by(Task.created_at.desc(), Task.id.desc())  # type: ignore[union-attr]
     if status is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
 from facade import service, workflows
 from facade.deps import SessionDep, UserDep
@@ -32,6 +32,36 @@ WORKFLOW_ITEM = {
 NOT_FOUND = {404: example(error_example("Workflow not found: nope"), "Unknown workflow")}
 
 
+LEGACY_ITEM = {
+    "id": 1,
+    "name": "topup_standard_workflow",
+    "version": "1.0.0",
+    "description": "The standard procedure for one date ...",
+    "config_path": "topup-standard-1.0.0.json",
+    "status": "active",
+    "created_at": "2026-03-07T08:00:00.000000",
+    "updated_at": "2026-03-07T08:00:00.000000",
+    "workflow": "topup-standard",
+    "title": "Top-up injection validation, all 21 steps (1.1 - 8)",
+    "legacy_names": ["topup_standard_workflow"],
+    "flow": "topup-standard",
+    "steps": 21,
+}
+ViewQuery = Annotated[
+    str | None,
+    Query(
+        pattern="^(legacy|new)$",
+        description="legacy (default): legacy names and shapes; new: definition names, "
+        "every version",
+    ),
+]
+ViewHeader = Annotated[str | None, Header(alias=workflows.VIEW_HEADER, pattern="^(legacy|new)$")]
+
+
+def _new_view(view: str | None, header: str | None) -> bool:
+    return (view or header) == workflows.NEW_VIEW
+
+
 def _find(name: str, version: str | None) -> WorkflowDefinition:
     try:
         return workflows.resolve(name, version)
@@ -39,11 +69,38 @@ def _find(name: str, version: str | None) -> WorkflowDefinition:
         raise ApiError(404, str(exc)) from None
 
 
-@router.get("", responses={200: example({"success": True, "workflows": [WORKFLOW_ITEM]})})
-async def list_workflows(session: SessionDep, user: UserDep) -> dict[str, Any]:
-    """Every workflow version that can be run (no server paths are exposed)."""
-    items = []
+@router.get(
+    "",
+    responses={200: example({"success": True, "workflows": [LEGACY_ITEM, WORKFLOW_ITEM]})},
+)
+async def list_workflows(
+    session: SessionDep, user: UserDep, view: ViewQuery = None, x_view: ViewHeader = None
+) -> dict[str, Any]:
+    """The workflows: by legacy name, one per name (default), or every definition version
+    under its own name (``?view=new`` or header ``X-Topup-Workflow-View: new``)."""
     loaded = iso(utcnow())
+    if not _new_view(view, x_view):
+        legacy_items = [
+            {
+                "id": service.workflow_ref(session, defn),
+                "name": name,
+                "version": defn.version,
+                "description": defn.description,
+                "config_path": workflows.config_name(defn),
+                "status": "active",
+                "created_at": loaded,
+                "updated_at": loaded,
+                "workflow": defn.name,
+                "title": defn.title,
+                "legacy_names": list(defn.legacy_names),
+                "flow": defn.flow,
+                "steps": len(defn.steps),
+            }
+            for name, defn in workflows.legacy_catalog()
+        ]
+        session.commit()
+        return {"success": True, "workflows": legacy_items}
+    items = []
     for defn in workflows.all_definitions():
         items.append(
             {
@@ -89,14 +146,29 @@ async def workflow_detail(
     workflow_name: str,
     user: UserDep,
     version: Annotated[str | None, Query(max_length=32)] = None,
+    view: ViewQuery = None,
+    x_view: ViewHeader = None,
 ) -> dict[str, Any]:
-    """One workflow version (latest by default): steps, parameters and how it runs."""
+    """One workflow version: steps, parameters and how it runs.
+
+    Without ``version``: the latest version of a name, or the version a legacy alias is
+    declared on. The legacy view (default) names it as the legacy client knows it and gives
+    ``execution_config`` the legacy keys; ``?view=new`` shows the definition's own name.
+    """
     defn = _find(workflow_name, version)
-    versions = [d.version for d in workflows.all_definitions() if d.name == defn.name]
+    versions = [d.version for d in workflows.versions_of(defn)]
+    new = _new_view(view, x_view)
+    if new:
+        name = defn.name
+        execution: dict[str, Any] = {}
+    else:
+        name = workflow_name if workflow_name in defn.legacy_names else workflows.legacy_name(defn)
+        execution = workflows.legacy_execution(defn)
     return {
         "success": True,
         "workflow": {
-            "name": defn.name,
+            "name": name,
+            "workflow": defn.name,
             "title": defn.title,
             "description": defn.description,
             "version": defn.version,
@@ -104,6 +176,7 @@ async def workflow_detail(
             "legacy_names": list(defn.legacy_names),
             "steps": [workflows.legacy_step(defn, i) for i in range(len(defn.steps))],
             "execution_config": {
+                **execution,
                 "flow": defn.flow,
                 "deployment": workflows.deployment_names(defn)[0],
                 "tag": defn.tag,

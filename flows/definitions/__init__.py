@@ -17,6 +17,7 @@ from flows.definitions.loader import (
     definition_dirs,
     list_definitions,
     load,
+    source_name,
     unknown_workflow_message,
 )
 from flows.definitions.models import (
@@ -35,4 +36,5 @@ __all__ = [
     "list_definitions",
     "load",
     "unknown_workflow_message",
+    "source_name",
 ]

@@ -23,6 +23,7 @@ _lock = threading.Lock()
 _cache: tuple[tuple[tuple[str, float], ...], dict[tuple[str, str], WorkflowDefinition]] | None = (
     None
 )
+_sources: dict[tuple[str, str], str] = {}
 
 
 class DefinitionError(ValueError):
@@ -70,6 +71,8 @@ def _all() -> dict[tuple[str, str], WorkflowDefinition]:
             found[d.key] = d
             origin[d.key] = f
         _cache = (signature, found)
+        _sources.clear()
+        _sources.update({k: f.name for k, f in origin.items()})
         return found
 
 
@@ -84,6 +87,12 @@ def list_definitions() -> list[WorkflowDefinition]:
     return sorted(_all().values(), key=lambda d: (d.name, version_key(d.version)))
 
 
+def source_name(definition: WorkflowDefinition) -> str | None:
+    """The file name (no directory) the definition was read from."""
+    _all()
+    return _sources.get(definition.key)
+
+
 def _resolve_name(name: str, defs: dict[tuple[str, str], WorkflowDefinition]) -> str:
     if any(n == name for n, _ in defs):
         return name
@@ -94,16 +103,24 @@ def _resolve_name(name: str, defs: dict[tuple[str, str], WorkflowDefinition]) ->
 
 
 def load(name: str, version: str | None = None) -> WorkflowDefinition:
-    """The definition ``name`` (or a legacy alias) at ``version``; the latest when None."""
+    """The definition ``name`` (or a legacy alias) at ``version``.
+
+    Without a version: the latest version of a name; for a legacy alias, the latest version
+    that declares the alias (an alias means the behaviour of the version it is declared on).
+    """
     defs = _all()
     real = _resolve_name(name, defs)
     if version is None:
         versions = [d for (n, _), d in defs.items() if n == real]
+        if name != real:
+            versions = [d for d in versions if name in d.legacy_names]
         return max(versions, key=lambda d: version_key(d.version))
     found = defs.get((real, version))
     if found is None:
         known = sorted((v for n, v in defs if n == real), key=version_key)
-        raise DefinitionError(f"workflow {real!r} has no version {version!r} (known: {known})")
+        raise DefinitionError(
+            f"workflow {real!r} has no version {version!r} (known: {', '.join(known)})"
+        )
     return found
 
 

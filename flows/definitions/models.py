@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -63,6 +64,13 @@ def _yymmdd_list(value: str | None) -> str | None:
     return value
 
 
+def _date_number(value: Any) -> Any:
+    """Legacy clients send ``"date": 250520`` as a number: the same date as ``"250520"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 class ParameterSpec(BaseModel):
     """One parameter a caller may pass (a small, JSON-Schema-like subset)."""
 
@@ -107,12 +115,45 @@ class ParameterSpec(BaseModel):
             constraints["pattern"] = self.pattern
         ann: Any = Annotated[base, Field(**constraints)] if constraints else base
         if self.format == "yymmdd":
-            ann = Annotated[ann, AfterValidator(_yymmdd)]
+            ann = Annotated[ann, BeforeValidator(_date_number), AfterValidator(_yymmdd)]
         elif self.format == "yymmdd-list":
             ann = Annotated[ann, AfterValidator(_yymmdd_list)]
         if not self.required and self.default is None:
             ann = ann | None
         return ann
+
+
+class OnFailure(BaseModel):
+    """What the legacy engine declared for a failed step; shown to legacy clients.
+
+    ``stop`` is what every flow does with a failure its policy cannot continue from; the
+    retries themselves are the step's ``retries`` (``max_retries`` mirrors them for display).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["stop", "retry"] = "stop"
+    notify: bool = False
+    max_retries: int | None = Field(None, ge=0, le=10)
+
+
+class ExecutionConfig(BaseModel):
+    """The legacy ``execution`` section (``execution_config`` in the API), for legacy clients.
+
+    Prefect enforces the steps' own timeouts and retries and the round slot; these values
+    describe the workflow as the legacy catalog did.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_parallel_tasks: int = Field(1, ge=1)
+    default_timeout_minutes: float = Field(30, gt=0)
+    retry_on_failure: bool = True
+    max_retries: int = Field(2, ge=0, le=10)
+    retry_delay_seconds: float = Field(30, ge=0)
+    continue_on_error: bool = False
+    cleanup_on_success: bool = False
+    cleanup_on_failure: bool = False
 
 
 class StepDefinition(BaseModel):
@@ -138,6 +179,7 @@ class StepDefinition(BaseModel):
     # before the date counts as verified (the gate before the reset checks them).
     reports: list[str] = Field(default_factory=list)
     pause_after: bool = False
+    on_failure: OnFailure | None = None
     # The step waits for batch jobs: the flow's ``max_wait_minutes`` replaces its wait limit.
     batch_wait: bool = False
     approval: Literal["reset", "db_submit"] | None = None
@@ -173,7 +215,9 @@ class WorkflowDefinition(BaseModel):
     flow: Literal["topup-standard", "available-dates", "backfill", "submit-constants"]
     title: str
     description: str = ""
+    # Names the legacy service used; an alias selects the version that declares it.
     legacy_names: list[str] = Field(default_factory=list)
+    execution: ExecutionConfig | None = None
     parameters: dict[str, ParameterSpec]
     # {"approve_reset": ["approved_by"]}: when the key is truthy the listed ones must be set.
     requires_when: dict[str, list[str]] = Field(default_factory=dict)

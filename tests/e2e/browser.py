@@ -33,7 +33,7 @@ def available() -> str | None:
 
 
 @contextmanager
-def chromium(log_path: Path) -> Iterator[WebDriver]:
+def chromium(log_path: Path, extra_args: tuple[str, ...] = ()) -> Iterator[WebDriver]:
     """A headless Chromium with a throw-away profile; quit (and the profile removed) after."""
     profile = Path(tempfile.mkdtemp(prefix="topup-chromium-", dir="/tmp"))
     options = webdriver.ChromeOptions()
@@ -46,6 +46,7 @@ def chromium(log_path: Path) -> Iterator[WebDriver]:
         "--no-first-run",
         "--window-size=1600,2000",
         f"--user-data-dir={profile}",
+        *extra_args,
     ):
         options.add_argument(arg)
     service = Service(executable_path=CHROMEDRIVER, log_output=str(log_path))
@@ -113,3 +114,12 @@ def click_when_present(driver: WebDriver, css: str, timeout: float) -> None:
 
 def scroll_to_bottom(driver: WebDriver) -> None:
     driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+
+
+# Every host name resolves to nothing except loopback: the page can reach this machine only
+# (a CDN asset would fail to load, as on a network without internet access).
+OFFLINE_ARGS = (
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    "--proxy-server=http://127.0.0.1:9",  # nothing listens there: no direct route out
+    "--proxy-bypass-list=127.0.0.1;localhost",
+)

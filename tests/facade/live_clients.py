@@ -21,7 +21,7 @@ class SocketIoWatcher:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self.client = socketio.Client(reconnection=False)
-        for name in ("task_status", "task_progress"):
+        for name in ("connected", "task_status", "task_progress"):
             self.client.on(name, lambda data, name=name: self._record(name, data))
         self.client.connect(
             served.base_url,

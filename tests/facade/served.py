@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -21,6 +22,69 @@ from sqlmodel import Session
 from facade.config import FacadeSettings
 from facade.main import create_app
 from facade.tokens import issue_token
+
+TRACEBACK = "Traceback"
+APP_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ResponseAudit:
+    """ASGI wrapper of a served facade: every text answer is searched for what must never
+    leave the server (the downloads and database paths, the code's directory, tracebacks).
+
+    Every facade a test serves goes through it; ``serve`` fails the test at its end when an
+    answer leaked one of them, naming the request and the text around it.
+    """
+
+    TEXT_TYPES = ("application/json", "text/", "application/javascript")
+
+    def __init__(self, app: Any, needles: list[str]) -> None:
+        self.app = app
+        self.needles = [n for n in dict.fromkeys(needles) if n]
+        self.violations: list[str] = []
+        self.checked = 0
+
+    def _check(self, where: str, text: str) -> None:
+        self.checked += 1
+        for needle in self.needles:
+            at = text.find(needle)
+            if at >= 0:
+                self.violations.append(
+                    f"{where}: {needle!r} in ...{text[max(0, at - 80) : at + 80]!r}"
+                )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        where = f"{scope.get('method', 'WS')} {scope.get('path')}"
+        is_text = scope["type"] == "websocket"
+
+        async def audited(message: Any) -> None:
+            nonlocal is_text
+            kind = message["type"]
+            if kind == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                ctype = headers.get(b"content-type", b"").decode("latin-1")
+                is_text = ctype.startswith(self.TEXT_TYPES)
+            elif kind == "http.response.body" and is_text and message.get("body"):
+                self._check(where, message["body"].decode("utf-8", "replace"))
+            elif kind == "websocket.send":
+                data = message.get("text") or (message.get("bytes") or b"").decode(
+                    "utf-8", "replace"
+                )
+                self._check(where, data)
+            await send(message)
+
+        await self.app(scope, receive, audited)
+
+
+def leak_needles(settings: FacadeSettings) -> list[str]:
+    """What no answer may contain: local paths of this facade, and tracebacks."""
+    needles = [str(settings.downloads_dir), str(settings.downloads_dir.resolve()), TRACEBACK]
+    if settings.database_url.startswith("sqlite:///"):
+        needles.append(settings.database_url.removeprefix("sqlite:///"))
+    needles.append(str(APP_ROOT) + "/")
+    return needles
 
 
 def free_port() -> int:
@@ -71,9 +135,10 @@ def serve(settings: FacadeSettings) -> Iterator[Served]:
         update={"socketio_ping_interval": 1.0, "socketio_ping_timeout": 1.0}
     )
     app = create_app(settings)
+    audit = ResponseAudit(app, leak_needles(settings))
     port = free_port()
     config = uvicorn.Config(
-        app,
+        audit,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -94,6 +159,9 @@ def serve(settings: FacadeSettings) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+    assert not audit.violations, "answers leaked server paths or tracebacks:\n" + "\n".join(
+        audit.violations[:20]
+    )
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]

@@ -149,7 +149,9 @@ def test_task_download_query_errors(offline_facade: Served) -> None:
     with offline_facade.client("alice") as c:
         base = f"/api/downloads/task/{task_id}"
         assert c.get(base).json()["error"] == "file_type parameter is required"
-        assert c.get(base, params={"file_type": "zip"}).status_code == 422
+        unknown = c.get(base, params={"file_type": "png"})
+        assert unknown.status_code == 400  # legacy wording
+        assert unknown.json() == {"success": False, "error": "Unknown file_type: png"}
         bad_date = c.get(base, params={"file_type": "merged_pdf", "date": "/../1_4/x"})
         assert bad_date.status_code == 400 and "Invalid date" in bad_date.json()["error"]
         missing = c.get(base, params={"file_type": "merged_pdf", "date": "250101"})

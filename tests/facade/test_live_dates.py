@@ -25,7 +25,7 @@ def test_available_dates_task_survives_a_facade_restart(
         created = c.post(
             "/api/tasks",
             json={
-                "workflow_name": "get_available_dates_workflow",
+                "workflow_name": "available-dates",
                 "parameters": {"user_id": "alice", "round": "round18", "site": stack_site},
             },
         )
@@ -52,7 +52,7 @@ def test_available_dates_task_survives_a_facade_restart(
         detail = c.get(f"/api/tasks/{task_id}").json()["task"]
         assert detail["flow_run_id"] == flow_run_id
         assert detail["started_at"] and detail["completed_at"]
-        assert detail["current_step"] == "step0"
+        assert detail["current_step"] is None  # legacy: null after success
         [step0] = detail["executions"]
         assert step0["step_name"] == "step0" and step0["status"] == "success"
         assert step0["step_order"] == 1 and step0["duration_seconds"] is not None

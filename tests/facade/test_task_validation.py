@@ -38,9 +38,10 @@ def test_legacy_request_creates_a_typed_task(offline_facade: Served) -> None:
         assert out["message"] == "Task created successfully"
         task = out["task"]
         assert isinstance(out["task_id"], int) and task["id"] == out["task_id"]
-        # a legacy name means the latest version of its definition
+        # a legacy name means the version it is declared on (1.0.0 for this one)
         assert task["workflow_name"] == "topup-standard"
-        assert task["workflow_version"] == definitions.load("topup-standard").version
+        assert task["workflow_version"] == definitions.load("topup_standard_workflow").version
+        assert task["workflow_version"] == "1.0.0"
         assert task["date_param"] == "250624" and task["progress_percentage"] == 0
         assert task["task_name"].startswith("topup_standard_workflow_")
         for key in ("completed_at", "started_at", "current_step", "error_message"):
@@ -59,8 +60,15 @@ def test_legacy_request_creates_a_typed_task(offline_facade: Served) -> None:
     ("body", "status", "needle"),
     [
         ({"parameters": {}}, 400, "Missing required field: workflow_name"),
-        ({"workflow_name": "get_available_dates"}, 201, None),  # a legacy alias
+        ({"workflow_name": "get_available_dates_workflow"}, 201, None),  # a legacy name
         ({"workflow_name": "no_such_workflow"}, 400, "Workflow not found: no_such_workflow"),
+        # the legacy notebook sends dates as numbers
+        ({"workflow_name": "topup-standard", "parameters": {"date": 250520}}, 201, None),
+        (
+            {"workflow_name": "topup-standard", "parameters": {"date": 25052}},
+            422,
+            "Invalid parameter date",
+        ),
         (
             {"workflow_name": "topup-standard", "parameters": {}},
             400,

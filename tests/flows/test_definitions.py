@@ -72,8 +72,19 @@ def test_standard_runs_all_21_steps_and_versions_differ() -> None:
     assert v12.step_ids == STANDARD_IDS[:-1] and "approve_db_submit" not in v12.parameters
     assert v12.step("step4_2").reports and v12.step("step1_4").reports == ["mergedd_IST_{date}.pdf"]
     assert load("topup_standard_workflow", "1.0.0") is v1  # legacy alias
-    assert load("get_available_dates_workflow").name == "available-dates"
-    with pytest.raises(DefinitionError, match="no version"):
+    # an alias means the version that declares it, not the latest of the name
+    assert load("topup_standard_workflow") is v1
+    dates = load("get_available_dates_workflow")
+    assert (dates.name, dates.version, dates.flow) == (
+        "get-available-dates",
+        "1.0.3",
+        "available-dates",
+    )
+    assert dates.step_ids == ["step0", "step1"] and dates.step("step0").pause_after
+    assert dates.step("step1").tasks == ["step1_noop"]
+    assert dates.execution is not None and dates.execution.max_retries == 2
+    assert load("available-dates").version == "1.0.0"  # the new name: no review pause
+    with pytest.raises(DefinitionError, match="no version '9.9.9'"):
         load("topup-standard", "9.9.9")
     with pytest.raises(DefinitionError, match="unknown workflow"):
         load("nope")
@@ -85,6 +96,8 @@ def test_validate_parameters_applies_defaults_and_names_bad_fields() -> None:
     assert ok["round"] == "round18" and ok["site"] == "default"
     assert ok["max_wait_minutes"] == 30.0 and ok["submit_job"] is False
     assert ok["operator_timeout_hours"] == 24 and ok["approve_reset"] is False
+    # the legacy notebook sends the date as a number: the same 6-digit string
+    assert d.validate_parameters({"date": 250520})["date"] == "250520"
     bad_cases = {
         "date": {"date": "250632"},  # not a calendar day
         "round": {"date": "250624", "round": "r18"},
@@ -93,7 +106,8 @@ def test_validate_parameters_applies_defaults_and_names_bad_fields() -> None:
         "check_ist": {"date": "250624", "check_ist": "maybe"},
         "unknown_param": {"date": "250624", "unknown_param": 1},
     }
-    for field, values in bad_cases.items():
+    cases = [*bad_cases.items(), ("date", {"date": 2506240})]  # a number, not 6 digits
+    for field, values in cases:
         with pytest.raises(ValidationError) as exc:
             d.validate_parameters(values)
         assert exc.value.errors()[0]["loc"] == (field,), field
