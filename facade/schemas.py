@@ -124,18 +124,28 @@ class ResumeBody(BaseModel):
                 {"retry_from_step": "step2_1"},
                 {"decision": "continue", "note": "IST checked by hand"},
                 {"decision": "approve", "note": "reset reviewed"},
+                {"decision": "submit_again", "inputs": {"earlier_submission": 3}},
             ]
         },
     )
 
     parameters: dict[str, Any] = Field(default_factory=dict)
     retry_from_step: str | None = Field(None, max_length=32)
-    decision: Literal["continue", "retry", "abort", "approve", "skip"] | None = Field(
+    decision: str | None = Field(
         None,
-        description="For a run waiting for an operator (the task's ``waiting_for.options``); "
-        "the decision is recorded under the authenticated user's name",
+        pattern=r"^[a-z_]{1,32}$",
+        description="For a run waiting for an operator, one of the task's "
+        "``waiting_for.options`` (continue / retry / abort / approve / skip; the gates and "
+        "the database submission also ask accept / recheck / decide / set_aside / include / "
+        "submit_again / submitted / failed); recorded under the authenticated user's name",
     )
     note: str | None = Field(None, max_length=2000, description="Recorded with the decision")
+    inputs: dict[str, str | int | bool] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Other fields of the form the run waits for (its ``waiting_for.fields``), "
+        "e.g. exclude_runs, register_runs, earlier_submission, submission_id",
+    )
 
 
 class ValidateBody(BaseModel):

@@ -8,6 +8,7 @@ one place instead of being spread over route functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -257,6 +258,11 @@ class WaitingFor:
     field: str | None
     options: list[str]
     description: str | None
+    # the form's other fields a caller may send in ``inputs`` (name and note are filled in)
+    fields: list[str] = dataclass_field(default_factory=list)
+
+
+CHOICE_FIELDS = ("decision", "action", "outcome")
 
 
 def waiting_for(form: tuple[dict[str, Any], str | None] | None) -> WaitingFor | None:
@@ -264,18 +270,24 @@ def waiting_for(form: tuple[dict[str, Any], str | None] | None) -> WaitingFor | 
         return None
     schema, description = form
     props = schema.get("properties", {})
-    field = next((f for f in ("decision", "action") if f in props), None)
+    field = next((f for f in CHOICE_FIELDS if f in props), None)
     options = list(props[field].get("enum", [])) if field else []
-    return WaitingFor(field, options, description)
+    others = [f for f in props if f not in (field, "name", "note", "description")]
+    return WaitingFor(field, options, description, others)
 
 
 def operator_input(
-    schema: dict[str, Any], decision: str | None, note: str | None, operator: str
+    schema: dict[str, Any],
+    decision: str | None,
+    note: str | None,
+    operator: str,
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run input for the paused flow's form, recorded under the caller's name.
 
     Without a decision a plain "continue" is assumed (the legacy resume), but an approval
-    (reset, database submission) must be given explicitly.
+    (reset, database submission) must be given explicitly. ``inputs`` fill the form's other
+    fields (runs to exclude, the ledger row a decision is about); unknown ones are refused.
     """
     wait = waiting_for((schema, None))
     if wait is None or wait.field is None:
@@ -287,6 +299,13 @@ def operator_input(
         )
     props = schema.get("properties", {})
     run_input: dict[str, Any] = {wait.field: choice}
+    unknown = sorted(set(inputs or {}) - set(wait.fields))
+    if unknown:
+        raise bad_request(
+            f"This form has no field {', '.join(unknown)}"
+            + (f" (its fields: {', '.join(wait.fields)})" if wait.fields else "")
+        )
+    run_input.update(inputs or {})
     if "name" in props:
         run_input["name"] = operator
     if "note" in props and note:
@@ -311,6 +330,7 @@ async def resume(
     decision: str | None,
     note: str | None,
     operator: str,
+    inputs: dict[str, Any] | None = None,
 ) -> ResumeOutcome:
     """Continue a paused task, retry a failed one, or rerun from a named step."""
     snap = await snapshot(gateway, task, history=False)
@@ -342,7 +362,7 @@ async def resume(
             raise bad_request("This task waits for an operator decision; parameters can't change")
         assert snap.flow_run is not None
         form = await gateway.pause_form(snap.flow_run)
-        run_input = operator_input(form[0] if form else {}, decision, note, operator)
+        run_input = operator_input(form[0] if form else {}, decision, note, operator, inputs)
         try:
             await gateway.resume(flow_run_id, run_input=run_input)
         except GatewayError as exc:

@@ -167,7 +167,12 @@ async def task_detail(
     if snap.view.waiting_for_input and snap.flow_run is not None:
         wait = service.waiting_for(await gateway.pause_form(snap.flow_run))
     record["waiting_for"] = (
-        {"field": wait.field, "options": wait.options, "description": wait.description}
+        {
+            "field": wait.field,
+            "options": wait.options,
+            "fields": wait.fields,
+            "description": wait.description,
+        }
         if wait
         else None
     )
@@ -308,6 +313,7 @@ async def resume_task(
         decision=body.decision,
         note=body.note,
         operator=user.name,
+        inputs=body.inputs,
     )
     request.app.state.live.refresh(task_id)
     return {
