@@ -25,13 +25,14 @@ app = typer.Typer(
     no_args_is_help=False,
 )
 
-ORDER = ("remote", "overhead", "latency", "facade", "backfill")
+ORDER = ("remote", "overhead", "latency", "facade", "backfill", "ha")
 MODULES = {
     "overhead": "bench.overhead",
     "remote": "bench.remote",
     "latency": "bench.latency",
     "facade": "bench.facade_load",
     "backfill": "bench.backfill",
+    "ha": "bench.ha_load",
 }
 Repeat = Annotated[int, typer.Option("--repeat", "-n", min=1, help="runs per figure (median)")]
 
@@ -118,6 +119,17 @@ def backfill(
 ) -> None:
     """5. Backfill of one round's dates and of several rounds vs the sum of single runs."""
     _run("backfill", repeat, scale=scale)
+    _report()
+
+
+@app.command()
+def ha(
+    repeat: Repeat = 1,
+    scale: Annotated[str, typer.Option(help="full: 4 rounds x 25 dates; small: 2 x 3")] = "full",
+    seconds: Annotated[int, typer.Option(help="seconds of facade reads (wrk)")] = 10,
+) -> None:
+    """6. HA stack vs single server: runs started per minute, facade reads through HAProxy."""
+    _run("ha", repeat, scale=scale, seconds=seconds)
     _report()
 
 

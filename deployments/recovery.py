@@ -228,7 +228,7 @@ class Recoverer:
         states = await self.client.read_flow_run_states(run.id)
         tasks = await self.client.read_task_runs(
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])),
-            limit=500,
+            limit=200,  # the API's maximum page; a run has ~30 task runs
         )
         return flow_name, decide(run, flow_name, states, [t.name for t in tasks], self.settings)
 
@@ -306,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     settings = RecoverySettings()
     if not settings.enabled:
         log.info("recovery is off (TOPUP_RECOVERY_ENABLED=false)")

@@ -31,6 +31,7 @@ from tests.chaos.report import ScenarioRecord, load, results_path  # noqa: E402
 GROUPS = {
     "faults": "Injected faults",
     "load": "Load",
+    "ha": "High availability (issue 15)",
     "input": "Bad input",
     "security": "Security",
 }

@@ -89,6 +89,7 @@ class Supervisor:
         self.sim: SimStack | None = None
         self.facade: ManagedProcess | None = None
         self.facade_port = 0
+        self.recovery: ManagedProcess | None = None
         # HA: facade processes by name, each on its own port behind the load balancer.
         self.facades: dict[str, ManagedProcess] = {}
         self.facade_ports: dict[str, int] = {}
@@ -163,7 +164,9 @@ class Supervisor:
             self.stack.setup()
             self.stack.prepare_store()
             self.stack.deploy()
-            self.stack.start_worker()
+            for _ in range(s.workers):
+                self.stack.start_worker()
+            self.start_recovery()
             self._write_state("starting")
             if self.ha is None:
                 self.say("facade: uvicorn")
@@ -217,6 +220,7 @@ class Supervisor:
             rounds=s.rounds,
             topup_database_url=os.environ.get("TOPUP_DATABASE_URL"),
             worker_env=worker_env,
+            worker_limit=s.worker_limit,
             # A loaded machine can take minutes to migrate a fresh database; an operator
             # would rather wait than see the start-up fail.
             start_timeout=600.0,
@@ -256,6 +260,24 @@ class Supervisor:
                 return
             time.sleep(0.25)
         raise StackError(f"the facade did not answer /api/health:\n{self.facade.log_tail()}")
+
+    def start_recovery(self) -> ManagedProcess:
+        """The crashed-run recovery loop (deployments/recovery.py), on the stack's API."""
+        assert self.stack is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(
+            PREFECT_HOME=str(self.stack.prefect_home),
+            PREFECT_API_URL=self.stack.api_url,
+            PYTHONUNBUFFERED="1",
+        )
+        self.recovery = ManagedProcess(
+            "recovery",
+            [sys.executable, "-m", "deployments.recovery", "--api-url", self.stack.api_url],
+            env,
+            self.stack.settings.project_dir,
+            self.log_dir / "recovery.log",
+        ).start()
+        return self.recovery
 
     def start_ha_facade(self, name: str, timeout: float = 120.0) -> ManagedProcess:
         """Start one facade process of the HA stack on its own port; wait for its health."""
@@ -334,6 +356,8 @@ class Supervisor:
             for name, worker in self.stack.workers.items():
                 if worker.running():
                     add(name, worker.pid, log=str(worker.log_path))
+        if self.recovery is not None and self.recovery.running():
+            add("recovery", self.recovery.pid, log=str(self.recovery.log_path))
         for name, proc in self.facades.items():
             if proc.running():
                 base = f"http://{self.settings.host}:{self.facade_ports[name]}"
@@ -409,6 +433,11 @@ class Supervisor:
             self.say("the facade exited; restarting it")
             self.start_facade()
             changed = True
+        if self.recovery is not None and not self.recovery.running():
+            self._count_restart("recovery")
+            self.say("the recovery loop exited; restarting it")
+            self.start_recovery()
+            changed = True
         for name, proc in list(self.facades.items()):
             if not proc.running():
                 self._count_restart(name)
@@ -465,6 +494,9 @@ class Supervisor:
             self.facade = None
         for name in list(self.facades):
             clean = self.facades.pop(name).stop(timeout=10) and clean
+        if self.recovery is not None:
+            clean = self.recovery.stop(timeout=10) and clean
+            self.recovery = None
         if self.stack is not None:
             clean = self.stack.stop() and clean
             self.stack = None
