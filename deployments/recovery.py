@@ -41,6 +41,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateName,
     TaskRunFilter,
@@ -215,10 +216,12 @@ class Recoverer:
             self._flow_names[flow_id] = (await self.client.read_flow(flow_id)).name
         return self._flow_names[flow_id]
 
-    async def crashed_runs(self) -> list[FlowRun]:
+    async def crashed_runs(self, only: Sequence[UUID] | None = None) -> list[FlowRun]:
+        """Crashed flow runs (``only``: among these ids; tests keep to their own runs)."""
         return await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Crashed"]))
+                state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Crashed"])),
+                id=FlowRunFilterId(any_=list(only)) if only is not None else None,
             ),
             limit=200,
         )
@@ -232,10 +235,10 @@ class Recoverer:
         )
         return flow_name, decide(run, flow_name, states, [t.name for t in tasks], self.settings)
 
-    async def pass_once(self) -> list[tuple[UUID, Decision]]:
+    async def pass_once(self, only: Sequence[UUID] | None = None) -> list[tuple[UUID, Decision]]:
         """One pass over the Crashed runs; the decisions taken (for logs and tests)."""
         out: list[tuple[UUID, Decision]] = []
-        for run in await self.crashed_runs():
+        for run in await self.crashed_runs(only):
             assert run.state is not None
             if run.state.id in self._reported:
                 continue
@@ -275,7 +278,7 @@ class Recoverer:
         )
         try:
             block = await CustomWebhookNotificationBlock.aload(self.notify.name, client=self.client)
-            await block.notify(body, subject)
+            await block.anotify(body, subject)
         except (ObjectNotFound, ValueError) as exc:
             log.warning("recovery notification not sent: %s", type(exc).__name__)
         except Exception:  # a webhook that is down must not stop recovery

@@ -65,6 +65,7 @@ def start_at(env: HaEnv, runs: StackRuns, point: str) -> FlowRun:
     faults: dict[str, Any] = {**SIM_CHAOS, "job_seconds": JOB_SECONDS}
     if point == "pause":
         faults = {**SIM_CHAOS, "ist": {str(RUNS_OF_DATE[1]): 14000000}}
+    env.sim.reset_faults()  # set_faults merges: drop the previous scenario's
     env.sim.set_faults(**faults)
     env.since = time.time()  # the site is shared by the module: count this run's jobs only
     run = runs.start(SUBSET, **params())
