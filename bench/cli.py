@@ -125,7 +125,9 @@ def backfill(
 @app.command()
 def ha(
     repeat: Repeat = 1,
-    scale: Annotated[str, typer.Option(help="full: 4 rounds x 25 dates; small: 2 x 3")] = "full",
+    scale: Annotated[
+        str, typer.Option(help="full: 4 rounds x 25 dates; medium: 4 x 5; small: 2 x 3")
+    ] = "full",
     seconds: Annotated[int, typer.Option(help="seconds of facade reads (wrk)")] = 10,
 ) -> None:
     """6. HA stack vs single server: runs started per minute, facade reads through HAProxy."""

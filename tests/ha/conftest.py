@@ -1,13 +1,14 @@
 """The HA stack of the ``ha`` suites, shared by a whole test module.
 
 ``ha_env`` (module): ``topup up --ha --no-ui`` in a process of its own (as an operator starts
-it, ``TOPUP_STACK_WORKERS=0``: no worker on the server machine), on a PostgreSQL database pair
-and a ``redis-server`` of its own (``OwnRedis``); two process workers, each in its own network namespace
-(hosts a and b, tests/ha/netns.py), reaching the API through a gateway relay to the load
-balancer, the site through the jump host and the outputs store in PostgreSQL, with the shared
-result storage (the stack's results dir). A simulated site of its own. At the end ``topup
-down`` must leave no process behind; namespaces, databases and Redis keys are removed even
-when a test failed.
+it, ``TOPUP_STACK_WORKERS=0``: no worker on the server machine), on a PostgreSQL 15 cluster and
+a ``redis-server`` of its own (``OwnPostgres``, ``OwnRedis``: restarting them, as two fault
+scenarios do, leaves the machine's shared servers alone); two process workers, each in its own
+network namespace (hosts a and b, tests/ha/netns.py), reaching the API through a gateway relay
+to the load balancer, the site through the jump host and the outputs store in PostgreSQL, with
+the shared result storage (the stack's results dir). A simulated site of its own. At the end
+``topup down`` must leave no process behind; namespaces, the PostgreSQL cluster and Redis are
+removed even when a test failed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +40,12 @@ from tests.conftest import SIM_USER, heal
 from tests.fixtures_stack import TEST_WORKER_ENV, StackRuns
 from tests.ha.netns import Host, gateway_config, make_hosts, remove_stale
 from topup_cli.control import stack_status
-from topup_cli.ha import drop_database
 from topup_cli.haproxy import start_haproxy
 from topup_cli.main import app
 from topup_cli.processes import ManagedProcess, descendants, signal_tree
 from topup_cli.stack import PrefectStack, StackSettings, free_port
 from topup_cli.state import Component, StackState, read_state
 
-PG = "postgres@127.0.0.1:5432"
 SITE = "ha-sim"
 # Detection of a dead flow-run process (missing heartbeats; 30 s apart) and the recovery
 # loop's pace, for the tests: fast, yet far from a false alarm.
@@ -111,37 +109,72 @@ class OwnRedis:
             self.proc.stop(timeout=5)
 
 
-def postgres_up() -> bool:
-    res = subprocess.run(
-        ["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True, timeout=30
-    )
-    return res.returncode == 0
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def postgres_restart() -> float:
-    """Restart the machine's PostgreSQL cluster (shared with other tests: a fast restart,
-    and it must answer again before this returns); seconds it took."""
-    began = time.monotonic()
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart", "-m", "fast"],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    ensure_postgres()
-    return time.monotonic() - began
+class OwnPostgres:
+    """The HA stack's PostgreSQL 15, a cluster of this test (initdb in its own directory, a
+    free loopback port, trust auth for ``postgres``): restarting it cannot disturb the
+    machine's cluster, which other tests use at the same time. Runs as the ``postgres``
+    system user, as PostgreSQL requires."""
 
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.port = free_port()
 
-def ensure_postgres() -> None:
-    if postgres_up():
-        return
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    wait_for(postgres_up, 60, "PostgreSQL answering", interval=0.2)
+    def _pg(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    def up(self) -> bool:
+        res = subprocess.run(
+            [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            capture_output=True,
+            timeout=30,
+        )
+        return res.returncode == 0
+
+    def start(self) -> OwnPostgres:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.workdir, "postgres", "postgres")
+        res = self._pg(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+            "--no-sync",
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise RuntimeError(f"initdb failed: {res.stdout}{res.stderr}")
+        self._ctl("start")
+        return self
+
+    def _ctl(self, action: str) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} "
+            "-c max_connections=200 -c fsync=off"
+        )
+        res = self._pg(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.workdir / "pg.log"),
+            "-o", options, "-w", "-m", "fast", action,
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise RuntimeError(f"pg_ctl {action} failed: {res.stdout}{res.stderr}")
+        if action != "stop":
+            wait_for(self.up, 60, "PostgreSQL answering", interval=0.1)
+
+    def restart(self) -> float:
+        """``pg_ctl restart -m fast``: every connection is cut; seconds until it answers."""
+        began = time.monotonic()
+        self._ctl("restart")
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._ctl("stop")
 
 
 @dataclass
@@ -152,6 +185,7 @@ class HaEnv:
     hosts: list[Host]
     sim: Any
     redis: OwnRedis
+    postgres: OwnPostgres
     prefect_url: str
     gateway: ManagedProcess
     relays: dict[str, tuple[int, int]]
@@ -197,7 +231,7 @@ class HaEnv:
         gw = host.gateway
         data = self.data / "hosts" / host.name
         outputs = self.state().topup_database_url.replace(
-            "127.0.0.1:5432", f"{gw}:{self.relays['pg'][0]}"
+            f"127.0.0.1:{self.postgres.port}", f"{gw}:{self.relays['pg'][0]}"
         )
         env = {
             **TEST_WORKER_ENV,
@@ -250,9 +284,6 @@ def _remove_tree(base: Path) -> None:
 @pytest.fixture(scope="module")
 def ha_env(sim_ssh: SshPair) -> Iterator[HaEnv]:
     remove_stale()
-    tag = uuid.uuid4().hex[:8]
-    prefect_url = f"postgresql+asyncpg://{PG}/t15_{tag}_prefect"
-    outputs_url = f"postgresql+psycopg://{PG}/t15_{tag}_outputs"
     base = Path(tempfile.mkdtemp(prefix="topup-ha-", dir="/tmp"))
     base.chmod(0o755)
     data = base / "var"
@@ -264,9 +295,12 @@ def ha_env(sim_ssh: SshPair) -> Iterator[HaEnv]:
     # each one even when an earlier one failed (ExitStack), also when the test failed.
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(_remove_tree, base)
-        cleanup.callback(drop_database, outputs_url)
-        cleanup.callback(drop_database, prefect_url)
-        cleanup.callback(ensure_postgres)  # the machine's PostgreSQL runs again, whatever
+        postgres = OwnPostgres(base / "postgres")
+        cleanup.callback(postgres.stop)
+        postgres.start()
+        pg = f"postgres@127.0.0.1:{postgres.port}"
+        prefect_url = f"postgresql+asyncpg://{pg}/topup_prefect"
+        outputs_url = f"postgresql+psycopg://{pg}/topup_outputs"
         own_redis = OwnRedis(base / "redis")
         cleanup.callback(own_redis.stop)
         own_redis.start()
@@ -321,7 +355,7 @@ def ha_env(sim_ssh: SshPair) -> Iterator[HaEnv]:
         relays = {
             "api": (free_port(), lb_port),
             "jump": (free_port(), sim_ssh.port("jump")),
-            "pg": (free_port(), 5432),
+            "pg": (free_port(), postgres.port),
         }
         gateway = start_haproxy(
             "gateway",
@@ -338,6 +372,7 @@ def ha_env(sim_ssh: SshPair) -> Iterator[HaEnv]:
             hosts=hosts,
             sim=sim,
             redis=own_redis,
+            postgres=postgres,
             prefect_url=prefect_url,
             gateway=gateway,
             relays=relays,
