@@ -23,6 +23,8 @@ The rule (``decide``), in this order:
   step 8), nor a run tagged ``irreversible``, nor a run any of whose states carried the
   marker ``IRREVERSIBLE_MARKER`` in its message (a flow writes it when it starts an
   irreversible step), nor a run with a ``step8_3_submit`` task run: a person decides those;
+- never a run that was Suspended (an operator's pause from the facade or the UI) when it
+  was set Crashed: its process ends on purpose;
 - at most ``max_attempts`` reschedules per run; then it stays Crashed and the notification
   says so.
 """
@@ -127,6 +129,10 @@ def decide(
     tagged = sorted(set(run.tags or []) & set(settings.irreversible_tags))
     if tagged:
         return Decision(recover=False, reason=f"tagged {', '.join(tagged)}")
+    earlier = [s for s in states if s.id != run.state.id]
+    before = max(earlier, key=lambda s: s.timestamp).name if earlier else None
+    if before == "Suspended":
+        return Decision(recover=False, reason="crashed while suspended by an operator")
     messages = [s.message or "" for s in [*states, run.state]]
     if any(IRREVERSIBLE_MARKER in m.lower() for m in messages):
         return Decision(recover=False, reason="an irreversible step was started")
@@ -154,8 +160,12 @@ def zombie_automation(settings: RecoverySettings) -> AutomationCore:
         enabled=True,
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
+            # A suspension closes the window too: a suspended run's process ends on purpose.
+            # (Not Paused: an in-process pause keeps its process, which keeps sending
+            # heartbeats; a process that dies while paused must still be seen.)
             expect={
                 "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Suspended",
                 "prefect.flow-run.Completed",
                 "prefect.flow-run.Failed",
                 "prefect.flow-run.Cancelled",

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import Crashed, Failed, Running
+from prefect.states import Crashed, Failed, Paused, Running, Suspended
 
 from deployments.recovery import (
     ATTEMPTS_LABEL,
@@ -74,6 +74,14 @@ def test_never_a_database_submission(
     assert not d.recover and why in d.reason
 
 
+def test_a_run_suspended_by_an_operator_is_left_alone() -> None:
+    """A suspended run's process ends on purpose; Crashed after it is not a crash to repair."""
+    d = decide(crashed_run(), "topup-standard", [Running(), Suspended()], [], SETTINGS)
+    assert not d.recover and "suspended" in d.reason
+    # An in-process pause whose process died is recovered (it asks its question again).
+    assert decide(crashed_run(), "topup-standard", [Running(), Paused()], [], SETTINGS).recover
+
+
 def test_other_flows_are_left_alone() -> None:
     assert not decide(crashed_run(), "available-dates", [], [], SETTINGS).recover
 
@@ -92,4 +100,6 @@ def test_zombie_automation_shape() -> None:
     a = zombie_automation(RecoverySettings(zombie_seconds=60))
     assert a.trigger.posture == "Proactive" and a.trigger.within.total_seconds() == 60
     assert "prefect.flow-run.heartbeat" in a.trigger.after
+    assert "prefect.flow-run.Suspended" in a.trigger.expect
+    assert "prefect.flow-run.Paused" not in a.trigger.expect  # a dead paused process is seen
     assert a.actions[0].type == "change-flow-run-state"
