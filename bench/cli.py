@@ -25,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=False,
 )
 
-ORDER = ("remote", "overhead", "latency", "facade", "backfill", "realtime")
+ORDER = ("remote", "overhead", "latency", "facade", "backfill", "realtime", "ha")
 MODULES = {
     "overhead": "bench.overhead",
     "remote": "bench.remote",
@@ -33,6 +33,7 @@ MODULES = {
     "facade": "bench.facade_load",
     "backfill": "bench.backfill",
     "realtime": "bench.realtime",
+    "ha": "bench.ha_load",
 }
 Repeat = Annotated[int, typer.Option("--repeat", "-n", min=1, help="runs per figure (median)")]
 
@@ -140,6 +141,19 @@ def realtime(
         say(f"updated {splice_section('realtime')}")
     else:
         _report()
+
+
+@app.command()
+def ha(
+    repeat: Repeat = 1,
+    scale: Annotated[
+        str, typer.Option(help="full: 4 rounds x 25 dates; medium: 4 x 5; small: 2 x 3")
+    ] = "full",
+    seconds: Annotated[int, typer.Option(help="seconds of facade reads (wrk)")] = 10,
+) -> None:
+    """7. HA stack vs single server: runs started per minute, facade reads through HAProxy."""
+    _run("ha", repeat, scale=scale, seconds=seconds)
+    _report()
 
 
 @app.command()

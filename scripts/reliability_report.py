@@ -32,6 +32,7 @@ GROUPS = {
     "faults": "Injected faults",
     "transient": "Transient vs permanent faults",
     "load": "Load",
+    "ha": "High availability (issue 15)",
     "input": "Bad input",
     "security": "Security",
     "safe-end": "Safe end: nothing unverified reaches the offline database",

@@ -13,6 +13,13 @@ command -v setsid >/dev/null 2>&1 || need_apt+=(util-linux)
 # Headless browser of the end-to-end UI check (tests/e2e), with its matching driver.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# Load balancer of the HA stack (`topup up --ha`, tests/ha); iproute2 for the tests' network
+# namespaces (workers as separate hosts).
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The HA tests run a redis-server of their own (restarted by a fault scenario).
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

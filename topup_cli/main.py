@@ -112,12 +112,33 @@ def up(
     prefect_port: Annotated[int | None, typer.Option(help="0: any free port")] = None,
     facade_port: Annotated[int | None, typer.Option(help="0: any free port")] = None,
     ui: Annotated[bool | None, typer.Option("--ui/--no-ui", help="Prefect UI")] = None,
+    ha: Annotated[
+        bool,
+        typer.Option(
+            "--ha",
+            help="High availability: 2 Prefect API servers + services on PostgreSQL and "
+            "Redis, 2 facades, behind HAProxy (settings TOPUP_HA_*)",
+        ),
+    ] = False,
 ) -> None:
     """Start the stack and keep it running until Ctrl-C, SIGTERM or `topup down`."""
+    from pydantic import ValidationError
+
+    from topup_cli.ha import HaSettings
     from topup_cli.supervisor import AlreadyRunning, Shutdown, Supervisor
 
     settings = _settings(data_dir, prefect_port=prefect_port, facade_port=facade_port, ui=ui)
-    sup = Supervisor(settings, sim=sim, fresh_sim=fresh_sim, say=lambda m: console.print(m))
+    try:
+        ha_settings = HaSettings() if ha else None
+    except ValidationError as exc:
+        # Locations and reasons only: the values may be database URLs with a password.
+        why = "; ".join(
+            f"TOPUP_HA_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"bad HA setting: {why}", code=2) from None
+    sup = Supervisor(
+        settings, sim=sim, fresh_sim=fresh_sim, say=lambda m: console.print(m), ha=ha_settings
+    )
     began = time.monotonic()
     try:
         sup.check_free()

@@ -29,6 +29,11 @@ class CliSettings(BaseSettings):
     # Name of the site file ``--sim`` writes into the stack's TOPUP_SITES_DIR (it also
     # becomes the stack's ``default`` site, so facade-created runs use the simulation).
     sim_site_name: str = "sim"
+    # Process workers `topup up` starts on this machine; 0 when workers run only on other
+    # machines (docs/operations.md), e.g. next to an HA stack.
+    workers: int = Field(1, ge=0, le=16)
+    # Flow runs one worker runs at a time (none: no limit).
+    worker_limit: int | None = Field(None, ge=1)
     # How often a paused flow run checks for the operator's answer (flows/operator.py).
     pause_poll_seconds: float = Field(1.0, gt=0)
 

@@ -70,6 +70,9 @@ class StackSettings(BaseModel):
     worker_query_seconds: float = Field(0.25, gt=0)
     worker_prefetch_seconds: float = Field(2.0, ge=0)
     worker_limit: int | None = Field(None, ge=1)
+    # Flow-run processes send a heartbeat event this often (Prefect's minimum is 30 s): a run
+    # that goes silent is set Crashed and rescheduled (deployments/recovery.py).
+    heartbeat_seconds: int | None = Field(30, ge=30)
     # Let flow-run processes cache the project's bytecode (__pycache__, as any Python
     # install does) even if the caller set PYTHONDONTWRITEBYTECODE: it saves ~1 s per start.
     bytecode_cache: bool = True
@@ -141,6 +144,7 @@ class PrefectStack:
         self.port = self.settings.port or free_port(self.settings.host)
         self.server: ManagedProcess | None = None
         self.workers: dict[str, ManagedProcess] = {}
+        self.worker_specs: dict[str, tuple[list[str], dict[str, str]]] = {}
         self._worker_count = 0
 
     # ---------------------------------------------------------------- paths and env
@@ -244,6 +248,8 @@ class PrefectStack:
                 p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p
             ),
         )
+        if s.heartbeat_seconds:
+            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(s.heartbeat_seconds)
         env.update(s.worker_env)
         return env
 
@@ -408,19 +414,40 @@ class PrefectStack:
         return output
 
     # ------------------------------------------------------------------ workers
-    def start_worker(self, name: str | None = None, wait: bool = True) -> ManagedProcess:
-        """Start a process worker on the pool; with ``wait``, until the API knows it."""
+    def start_worker(
+        self,
+        name: str | None = None,
+        wait: bool = True,
+        wrap: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ManagedProcess:
+        """Start a process worker on the pool; with ``wait``, until the API knows it.
+
+        ``wrap`` prefixes the command (e.g. ``ip netns exec <ns>``: a worker on another
+        "host") and ``env`` overrides its environment; both are remembered under ``name``, so
+        a restart of that worker starts it the same way.
+        """
         self._worker_count += 1
         name = name or f"topup-worker-{self._worker_count}"
         if name in self.workers and self.workers[name].running():
             raise StackError(f"worker {name!r} is already running")
-        argv = self._prefect(
-            "worker", "start", "--pool", self.settings.pool, "--type", "process", "--name", name
-        )
+        if wrap is None and env is None and name in self.worker_specs:
+            wrap, env = self.worker_specs[name]
+        self.worker_specs[name] = (list(wrap or []), dict(env or {}))
+        argv = [
+            *(wrap or []),
+            *self._prefect(
+                "worker", "start", "--pool", self.settings.pool, "--type", "process", "--name", name
+            ),
+        ]
         if self.settings.worker_limit:
             argv += ["--limit", str(self.settings.worker_limit)]
         proc = ManagedProcess(
-            name, argv, self.worker_env(), self.settings.project_dir, self.log_dir / f"{name}.log"
+            name,
+            argv,
+            {**self.worker_env(), **(env or {})},
+            self.settings.project_dir,
+            self.log_dir / f"{name}.log",
         ).start()
         self.workers[name] = proc
         if wait:

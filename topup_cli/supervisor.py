@@ -6,6 +6,11 @@ then the facade (uvicorn in its own process). The state file is written once eve
 answers; ``topup down`` signals the supervisor, which stops the parts in reverse order. A
 worker or facade that dies is restarted (a few times); a dead Prefect server ends the
 stack, since nothing works without it.
+
+With ``ha`` (``topup up --ha``) the Prefect side is ``topup_cli.ha.HaPrefectStack`` (API
+servers + services process on PostgreSQL and Redis, behind HAProxy) and the facade runs as
+several processes behind the same HAProxy; any of those processes that dies is restarted
+while the others keep serving.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from types import FrameType
 
 import httpx
 
+from topup_cli.ha import HaPrefectStack, HaSettings
+from topup_cli.haproxy import Backend, Bind, HttpService
 from topup_cli.processes import ManagedProcess, alive, descendants, signal_tree, wait_gone
 from topup_cli.settings import CliSettings
 from topup_cli.simsite import SimStack, sshd_dir, stop_leftovers
@@ -69,8 +76,10 @@ class Supervisor:
         sim: bool = False,
         fresh_sim: bool = False,
         say: Callable[[str], None] = print,
+        ha: HaSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.ha = ha
         self.data_dir = settings.data_dir.resolve()
         self.sim_enabled = sim
         self.fresh_sim = fresh_sim
@@ -80,6 +89,10 @@ class Supervisor:
         self.sim: SimStack | None = None
         self.facade: ManagedProcess | None = None
         self.facade_port = 0
+        self.recovery: ManagedProcess | None = None
+        # HA: facade processes by name, each on its own port behind the load balancer.
+        self.facades: dict[str, ManagedProcess] = {}
+        self.facade_ports: dict[str, int] = {}
         self.restarts: dict[str, int] = {}
         self.state: StackState | None = None
         self._stopping = False
@@ -145,21 +158,51 @@ class Supervisor:
                 ).start(fresh=self.fresh_sim)
                 self._write_state("starting")
             self.say("Prefect: server, work pool, deployments, worker")
-            self.stack = PrefectStack(self._stack_settings(prefect_port))
+            self.stack = self._make_stack(prefect_port)
             self.stack.start_server()
             self._write_state("starting")
             self.stack.setup()
             self.stack.prepare_store()
             self.stack.deploy()
-            self.stack.start_worker()
+            for _ in range(s.workers):
+                self.stack.start_worker()
+            self.start_recovery()
             self._write_state("starting")
-            self.say("facade: uvicorn")
-            self.start_facade()
+            if self.ha is None:
+                self.say("facade: uvicorn")
+                self.start_facade()
+            else:
+                self.say(f"facade: {len(self.facade_ports)} uvicorn processes behind HAProxy")
+                for name in self.facade_ports:
+                    self.start_ha_facade(name)
+                self._wait_facade_url()
             state = self._write_state("up")
         except BaseException:
             self.stop()
             raise
         return state
+
+    def _make_stack(self, port: int) -> PrefectStack:
+        """The single-server stack, or with ``ha`` the HA one with the facade's frontend."""
+        settings = self._stack_settings(port)
+        if self.ha is None:
+            return PrefectStack(settings)
+        if not settings.topup_database_url:
+            settings.topup_database_url = self.ha.outputs_database_url.get_secret_value()
+        if not port:  # the balancer's port must be known before the facade's frontend
+            settings.port = pick_port(self.settings.host, 0)
+        stack = HaPrefectStack(settings, self.ha)
+        host = self.settings.host
+        self.facade_ports = {f"facade-{i + 1}": pick_port(host, 0) for i in range(self.ha.facades)}
+        stack.extra_http = [
+            HttpService(
+                name="facade",
+                binds=[Bind(host=host, port=self.facade_port)],
+                backends=[Backend(name=n, host=host, port=p) for n, p in self.facade_ports.items()],
+                sticky_cookie=True,
+            )
+        ]
+        return stack
 
     def _stack_settings(self, port: int) -> StackSettings:
         s = self.settings
@@ -177,12 +220,13 @@ class Supervisor:
             rounds=s.rounds,
             topup_database_url=os.environ.get("TOPUP_DATABASE_URL"),
             worker_env=worker_env,
+            worker_limit=s.worker_limit,
             # A loaded machine can take minutes to migrate a fresh database; an operator
             # would rather wait than see the start-up fail.
             start_timeout=600.0,
         )
 
-    def facade_env(self) -> dict[str, str]:
+    def facade_env(self, port: int | None = None) -> dict[str, str]:
         assert self.stack is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(
@@ -190,7 +234,7 @@ class Supervisor:
             PREFECT_API_URL=self.stack.api_url,
             TOPUP_FACADE_PREFECT_API_URL=self.stack.api_url,
             TOPUP_FACADE_HOST=self.settings.host,
-            TOPUP_FACADE_PORT=str(self.facade_port),
+            TOPUP_FACADE_PORT=str(port or self.facade_port),
             TOPUP_DATABASE_URL=self.stack.topup_database_url,
             TOPUP_DOWNLOADS_DIR=str(self.downloads_dir),
             PYTHONUNBUFFERED="1",
@@ -217,6 +261,55 @@ class Supervisor:
             time.sleep(0.25)
         raise StackError(f"the facade did not answer /api/health:\n{self.facade.log_tail()}")
 
+    def start_recovery(self) -> ManagedProcess:
+        """The crashed-run recovery loop (deployments/recovery.py), on the stack's API."""
+        assert self.stack is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(
+            PREFECT_HOME=str(self.stack.prefect_home),
+            PREFECT_API_URL=self.stack.api_url,
+            PYTHONUNBUFFERED="1",
+        )
+        self.recovery = ManagedProcess(
+            "recovery",
+            [sys.executable, "-m", "deployments.recovery", "--api-url", self.stack.api_url],
+            env,
+            self.stack.settings.project_dir,
+            self.log_dir / "recovery.log",
+        ).start()
+        return self.recovery
+
+    def start_ha_facade(self, name: str, timeout: float = 120.0) -> ManagedProcess:
+        """Start one facade process of the HA stack on its own port; wait for its health."""
+        assert self.stack is not None
+        self.downloads_dir.mkdir(parents=True, exist_ok=True)
+        port = self.facade_ports[name]
+        proc = ManagedProcess(
+            name,
+            [sys.executable, "-m", "facade.cli", "serve"],
+            self.facade_env(port),
+            self.stack.settings.project_dir,
+            self.log_dir / f"{name}.log",
+        ).start()
+        self.facades[name] = proc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not proc.running():
+                raise StackError(f"{name} exited:\n{proc.log_tail()}")
+            if http_ok(f"http://{self.settings.host}:{port}/api/health"):
+                return proc
+            time.sleep(0.25)
+        raise StackError(f"{name} did not answer /api/health:\n{proc.log_tail()}")
+
+    def _wait_facade_url(self, timeout: float = 60.0) -> None:
+        """The facade through the load balancer (its health checks have seen a process)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if http_ok(f"{self.facade_url}/api/health"):
+                return
+            time.sleep(0.25)
+        raise StackError(f"the facade did not answer through the load balancer: {self.facade_url}")
+
     # ----------------------------------------------------------------- state
     def _components(self) -> list[Component]:
         out: list[Component] = []
@@ -226,7 +319,30 @@ class Supervisor:
             if key is not None:
                 out.append(Component(name=name, pid=key[0], start_ticks=key[1], **kw))
 
-        if self.stack is not None:
+        if isinstance(self.stack, HaPrefectStack):
+            stack = self.stack
+            for i, port in enumerate(stack.api_ports):
+                name = stack.api_name(i)
+                proc = stack.api_servers.get(name)
+                base = f"http://{self.settings.host}:{port}"
+                add(
+                    name,
+                    proc.pid if proc and proc.running() else None,
+                    url=base,
+                    health_url=f"{base}/api/health",
+                    log=str(stack.log_dir / f"{name}.log"),
+                )
+            if stack.services is not None and stack.services.running():
+                add("prefect-services", stack.services.pid, log=str(stack.services.log_path))
+            if stack.balancer is not None and stack.balancer.running():
+                add(
+                    "haproxy",
+                    stack.balancer.pid,
+                    url=stack.api_url.removesuffix("/api"),
+                    health_url=f"{stack.api_url}/health",
+                    log=str(stack.balancer.log_path),
+                )
+        elif self.stack is not None:
             api = self.stack.api_url
             server = self.stack.server
             add(
@@ -236,9 +352,16 @@ class Supervisor:
                 health_url=f"{api}/health",
                 log=str(self.stack.log_dir / "server.log"),
             )
+        if self.stack is not None:
             for name, worker in self.stack.workers.items():
                 if worker.running():
                     add(name, worker.pid, log=str(worker.log_path))
+        if self.recovery is not None and self.recovery.running():
+            add("recovery", self.recovery.pid, log=str(self.recovery.log_path))
+        for name, proc in self.facades.items():
+            if proc.running():
+                base = f"http://{self.settings.host}:{self.facade_ports[name]}"
+                add(name, proc.pid, url=f"{base}/docs", health_url=f"{base}/api/health")
         if self.facade is not None and self.facade.running():
             add(
                 "facade",
@@ -283,7 +406,7 @@ class Supervisor:
         self._raise_on_signal = False
         while not self._stop_event.wait(check_seconds):
             assert self.stack is not None
-            if self.stack.server is None or not self.stack.server.running():
+            if self.ha is None and (self.stack.server is None or not self.stack.server.running()):
                 self.say("the Prefect server exited; stopping the stack")
                 return 1
             try:
@@ -310,6 +433,42 @@ class Supervisor:
             self.say("the facade exited; restarting it")
             self.start_facade()
             changed = True
+        if self.recovery is not None and not self.recovery.running():
+            self._count_restart("recovery")
+            self.say("the recovery loop exited; restarting it")
+            self.start_recovery()
+            changed = True
+        for name, proc in list(self.facades.items()):
+            if not proc.running():
+                self._count_restart(name)
+                self.say(f"{name} exited; restarting it (the others keep serving)")
+                self.start_ha_facade(name)
+                changed = True
+        if isinstance(self.stack, HaPrefectStack):
+            changed = self._restart_dead_servers(self.stack) or changed
+        return changed
+
+    def _restart_dead_servers(self, stack: HaPrefectStack) -> bool:
+        """HA: an API server, the services process or HAProxy that died is started again."""
+        changed = False
+        for i in range(len(stack.api_ports)):
+            name = stack.api_name(i)
+            proc = stack.api_servers.get(name)
+            if proc is None or not proc.running():
+                self._count_restart(name)
+                self.say(f"{name} exited; restarting it (the other API servers keep serving)")
+                stack.restart_api_server(i)
+                changed = True
+        if stack.services is None or not stack.services.running():
+            self._count_restart("prefect-services")
+            self.say("the Prefect services process exited; restarting it")
+            stack.restart_services()
+            changed = True
+        if stack.balancer is None or not stack.balancer.running():
+            self._count_restart("haproxy")
+            self.say("HAProxy exited; restarting it")
+            stack.start_balancer()
+            changed = True
         return changed
 
     def _count_restart(self, name: str) -> None:
@@ -333,6 +492,11 @@ class Supervisor:
         if self.facade is not None:
             clean = self.facade.stop(timeout=10) and clean
             self.facade = None
+        for name in list(self.facades):
+            clean = self.facades.pop(name).stop(timeout=10) and clean
+        if self.recovery is not None:
+            clean = self.recovery.stop(timeout=10) and clean
+            self.recovery = None
         if self.stack is not None:
             clean = self.stack.stop() and clean
             self.stack = None
