@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import get_client, tags
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelling
 
 from flows.available_dates import available_dates
@@ -22,6 +23,7 @@ from tests.flows.conftest import (
     runs_tagged,
     task_runs,
     unique_tag,
+    wait_paused,
 )
 
 
@@ -87,6 +89,9 @@ def test_cancellation_hook_removes_the_runs_jobs(flow_env: FlowEnv) -> None:
         cleanup_remote(topup_standard, read_run(run.id), Cancelling())
         cleaned["jobs_after"] = poll(lambda: sim.active_jobs() == [] or None, 30, "no jobs")
         cleaned["status"] = repository.workflow_run(str(run.id)).status  # type: ignore[union-attr]
+        # the still-running flow sees its job gone without outputs: a crash, asked at once
+        paused = wait_paused(tag, key="step1-1-manual-1", timeout=120)
+        resume_flow_run(paused.id, run_input={"action": "abort", "name": "test"})
 
     with Driver(cancel_mid_wait) as driver, tags(tag):
         state = topup_standard(
@@ -99,5 +104,6 @@ def test_cancellation_hook_removes_the_runs_jobs(flow_env: FlowEnv) -> None:
         )
     driver.check()
     assert cleaned["status"] == "cancelled"
-    # the job was removed from the batch queue, so the step could not complete
-    assert state.is_failed() and "85421" in (state.message or "")
+    # the job was removed from the batch queue, so the step could not complete: the flow
+    # asked (1114, the run named) and the answer ended it
+    assert state.is_cancelled() and "1114" in (state.message or "")
