@@ -153,9 +153,10 @@ def demo(
 
 
 def demo_operator(request: PauseRequest) -> dict[str, Any] | None:
-    """The demo's stand-in operator: includes the simulated history dates (processed before
-    the ledger existed) in the submission, and nothing else; any other question waits for a
-    person in the UI."""
+    """The demo's stand-in operator, named ``demo`` in every record: includes the simulated
+    history dates (processed before the ledger existed) in the submission, then approves the
+    three parts (an include lifts the pre-approval, so each is asked); any other question
+    waits for a person in the UI."""
     if request.key.startswith("step8-range"):
         console.print("[yellow]the demo's operator includes the history runs of the sim[/]")
         return {
@@ -163,6 +164,9 @@ def demo_operator(request: PauseRequest) -> dict[str, Any] | None:
             "name": "demo",
             "note": "simulated history dates, processed before the ledger existed",
         }
+    if request.key.startswith("step8-approve"):
+        console.print(f"[yellow]the demo's operator approves {request.key}[/]")
+        return {"decision": "approve", "name": "demo", "note": "demo: dry run shown above"}
     return None
 
 
