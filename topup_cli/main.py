@@ -484,7 +484,7 @@ def dates(
                 raise CliError(
                     f"available-dates ended {final.state_name}: {msg} (topup logs {fr.id})"
                 )
-            rows = table_artifact(client, fr.id)
+            rows = table_artifact(client, fr.id, "available-dates")
     except CliError as exc:
         raise _fail(str(exc)) from None
     except (OSError, httpx.HTTPError) as exc:  # connection refused and friends

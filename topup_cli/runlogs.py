@@ -69,14 +69,19 @@ def print_logs(
         time.sleep(0.5)
 
 
-def table_artifact(client: SyncPrefectClient, run_id: UUID) -> list[dict[str, Any]]:
-    """The rows of the (first) table artifact the run created."""
+def table_artifact(
+    client: SyncPrefectClient, run_id: UUID, key_suffix: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows of the run's table artifact whose key ends with ``key_suffix`` (else the
+    first); a run also leaves other tables (files per step, the transcript)."""
     artifacts = client.read_artifacts(
         artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
             type=ArtifactFilterType(any_=["table"]),
         )
     )
+    if key_suffix is not None:
+        artifacts = [a for a in artifacts if (a.key or "").endswith(key_suffix)]
     if not artifacts:
         raise CliError(f"flow run {run_id} left no table artifact")
     data = artifacts[0].data
