@@ -46,7 +46,7 @@ ANSI = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78]"
 )
 RUN_ID = re.compile(r"started flow run \S+ \(([0-9a-f-]{36})\)")
-PAUSE_KEY = "step1-3-manual-1"
+PAUSE_KEY = "step1-3-ist-1"
 
 
 @pytest.fixture
@@ -179,13 +179,19 @@ def _run_on_terminal(
     return term, run_id
 
 
-def _answer_action(term: Terminal, action: str, name: str, note: str) -> None:
-    """Wait for the pause's prompts (no sleeps: each is read off the terminal) and answer."""
+def _answer_action(term: Terminal, action: str, name: str, note: str, register: str = "") -> None:
+    """Wait for the pause's prompts (no sleeps: each is read off the terminal) and answer.
+
+    Step 1.3's IST question: decide (with the runs to register / exclude), retry or abort."""
     term.expect(rf"the run waits for you: {PAUSE_KEY}", timeout=300)
-    # The form's description says what happened: the manual error and the odd run.
-    term.expect(rf"(?s)1302.*{ODD_RUN}.*action \(.*\) \[continue/retry/abort/later\]", 30)
+    # The form's description says what happened: the odd run and its three values.
+    term.expect(rf"(?s){ODD_RUN}.*action \(.*\) \[decide/retry/abort/later\]", 30)
     term.type(action)
-    term.expect(r"name \(Who decides\)", timeout=30)
+    term.expect(r"register_runs \(", timeout=30)
+    term.type(register)
+    term.expect(r"exclude_runs \(", timeout=30)
+    term.type("")
+    term.expect(r"name \(Who decides", timeout=30)
     term.type(name)
     term.expect(r"note \(Why", timeout=30)
     term.type(note)
@@ -202,7 +208,7 @@ def test_terminal_prompt_continue_completes_the_run(
     sim.set_faults(**{**SIM_FAST, "ist": {str(ODD_RUN): 14000000}})
     term, run_id = _run_on_terminal(stack, stack_site, terminal_env, stack_runs)
     try:
-        _answer_action(term, "continue", "bob", "checked the beam log")
+        _answer_action(term, "decide", "bob", "checked the beam log", register=str(ODD_RUN))
         term.expect(r"flow run \S+: Completed", timeout=300)
         code = term.finish(timeout=60)
     finally:
@@ -212,16 +218,16 @@ def test_terminal_prompt_continue_completes_the_run(
 
     run = stack_runs.read(run_id)
     assert run.state_name == "Completed", run.state
-    # Step 1.3 failed once (the pause), then passed on "continue"; 1.4 ran after it.
+    # Step 1.3 failed once (the pause), then passed on "decide"; 1.4 ran after it.
     states = [(t.name.rsplit("-", 1)[0], t.state_name) for t in stack_runs.task_runs(run_id)]
     assert ("step1_3", "Failed") in states and ("step1_3", "Completed") in states, states
     assert ("step1_4", "Completed") in states, states
-    # "continue" registers the runs without the IST check (the definition says so).
+    # bob chose to register the odd run: it is in interval.txt, by his decision.
     interval = (sim.inj(ROUND) / "interval.txt").read_text().splitlines()
     assert f"{ODD_RUN} 15000000" in interval
 
 
-def test_terminal_prompt_abort_fails_the_run_with_the_reason(
+def test_terminal_prompt_abort_cancels_the_run_with_the_reason(
     stack: PrefectStack,
     sim: Any,
     stack_site: str,
@@ -232,7 +238,7 @@ def test_terminal_prompt_abort_fails_the_run_with_the_reason(
     term, run_id = _run_on_terminal(stack, stack_site, terminal_env, stack_runs)
     try:
         _answer_action(term, "abort", "carol", "beam was off")
-        final = term.expect(r"flow run \S+: Failed - (.*)", timeout=300)
+        final = term.expect(r"flow run \S+: Cancelled - (.*)", timeout=300)
         code = term.finish(timeout=60)
     finally:
         term.close()
@@ -240,7 +246,7 @@ def test_terminal_prompt_abort_fails_the_run_with_the_reason(
     assert "aborted by carol at step 1.3" in final.group(1), final.group(0)
 
     run = stack_runs.read(run_id)
-    assert run.state is not None and run.state.is_failed(), run.state
+    assert run.state is not None and run.state.is_cancelled(), run.state
     assert "aborted by carol at step 1.3" in (run.state.message or "")
     assert "beam was off" in (run.state.message or "")
     names = {t.name.rsplit("-", 1)[0] for t in stack_runs.task_runs(run_id)}
