@@ -198,7 +198,7 @@ def test_prefect_ui_shows_the_run_its_task_runs_and_pdf_artifacts(
     e2e: E2E, completed: Completed
 ) -> None:
     names = sorted(t.name for t in task_runs(e2e, completed.flow_run_id))
-    assert len(names) == 27
+    assert len(names) == 20
     with e2e.stack.sync_client() as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
@@ -216,7 +216,7 @@ def test_prefect_ui_shows_the_run_its_task_runs_and_pdf_artifacts(
             driver,
             lambda text: "Completed" in text and f"{len(names)} Task runs" in text,
             timeout=120,
-            what="the run Completed with its 27 task runs",
+            what="the run Completed with its 20 task runs",
         )
         browser.click_when_present(driver, "#task-runs", timeout=60)
         text = browser.wait_page(

@@ -48,7 +48,8 @@ def test_packaged_definitions_load_and_name_real_tasks() -> None:
         ("topup-standard", "1.1.0"),
         ("topup-standard-steps", "1.0.2"),
         ("available-dates", "1.0.0"),
-        ("backfill", "1.0.0"),
+        ("backfill", "1.1.0"),
+        ("submit-constants", "1.0.0"),
     } <= found
     for d in list_definitions():
         check_tasks(d)  # every task exists and accepts the step's options

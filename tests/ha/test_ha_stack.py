@@ -99,7 +99,13 @@ def answer_pause(env: HaEnv, runs: StackRuns, run: FlowRun) -> int:
             return answers
         with env.clients.sync_client() as client:
             result = client.resume_flow_run(
-                run.id, run_input={"action": "continue", "name": "ha-test", "note": "IST ok"}
+                run.id,
+                run_input={
+                    "action": "decide",
+                    "register_runs": str(RUNS_OF_DATE[1]),  # the run given an odd IST value
+                    "name": "ha-test",
+                    "note": "IST ok",
+                },
             )
         answers += result.status.value == "ACCEPT"
         runs.wait(run.id, lambda r: not is_paused(r), 120, "the answer taken")
