@@ -41,9 +41,12 @@ def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def _retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # One record object per log call: when an earlier test in the same process left pytest's
+    # capture handler on a second logger of the ``topup`` chain, caplog holds it twice.
+    records = {id(r): r for r in caplog.records}.values()
     return [
         r.getMessage()
-        for r in caplog.records
+        for r in records
         if r.levelno == logging.WARNING and "retrying in" in r.getMessage()
     ]
 
