@@ -3,6 +3,9 @@
 Why strict: file names come from clients. A path is accepted only if, once every symlink is
 resolved, it is still inside the downloads root, names no hidden entry, and lies in the run
 folder of a flow run the caller owns (admins: anywhere under the root).
+
+Run folders (``steps.download_folders``): ``<round>/<date>/<run name>`` since issue 14, the
+flow-run id before. A name ``<flow run id>/<file>`` still works for a run of either kind.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from steps import download_folders
 
 ALLOWED_TYPES = {
     ".pdf": "application/pdf",
@@ -39,11 +44,22 @@ class UnsafePath(ValueError):
 class Located:
     path: Path  # resolved, inside the root
     relative: str  # "<run folder>/<name>" (or "<name>" at the top level)
-    run_folder: str | None
+    run_folder: str | None  # "<round>/<date>/<run name>" (legacy: "<flow run id>")
 
 
 def content_type(name: str) -> str | None:
     return ALLOWED_TYPES.get(PurePosixPath(name).suffix.lower())
+
+
+def _canonical(root: Path, parts: tuple[str, ...]) -> tuple[str, ...]:
+    """``<flow run id>/<file>`` of an indexed run names the file in its new folder."""
+    if len(parts) != 2 or (root / parts[0]).is_dir():
+        return parts
+    try:
+        folder = download_folders.relative_folder(root, parts[0])
+    except ValueError:
+        return parts
+    return (*PurePosixPath(folder).parts, parts[1])
 
 
 def locate(root: Path, name: str) -> Located:
@@ -51,16 +67,42 @@ def locate(root: Path, name: str) -> Located:
     if not name or "\x00" in name or "\\" in name or name.startswith("/"):
         raise UnsafePath(name)
     parts = PurePosixPath(name).parts
-    if any(p in ("", ".", "..") or p.startswith(".") for p in parts) or len(parts) > 2:
+    if any(p in ("", ".", "..") or p.startswith(".") for p in parts) or len(parts) not in (1, 2, 4):
         raise UnsafePath(name)
     base = root.resolve()
+    parts = _canonical(base, parts)
     target = (base / PurePosixPath(*parts)).resolve()
     if not target.is_relative_to(base) or target == base:
         raise UnsafePath(name)
     relative = target.relative_to(base).as_posix()
     if relative != "/".join(parts):  # a symlink inside the root pointing elsewhere in it
         raise UnsafePath(name)
-    return Located(target, relative, parts[0] if len(parts) == 2 else None)
+    folder = "/".join(parts[:-1]) or None
+    return Located(target, relative, folder)
+
+
+def owner(root: Path, located: Located) -> str | None:
+    """The flow-run id whose folder holds the file (None: no run's)."""
+    if located.run_folder is None:
+        return None
+    return download_folders.owner(root.resolve(), located.run_folder)
+
+
+def run_folders(root: Path, flow_run_ids: list[str]) -> dict[str, str]:
+    """Run folder (relative) -> flow-run id, for these runs."""
+    base = root.resolve()
+    out: dict[str, str] = {}
+    for fid in flow_run_ids:
+        try:
+            out[download_folders.relative_folder(base, fid)] = fid
+        except ValueError:
+            continue
+    return out
+
+
+def all_run_folders(root: Path) -> dict[str, str]:
+    """Every run folder under the root (relative) -> flow-run id."""
+    return {folder: fid for fid, folder in download_folders.run_folders(root.resolve()).items()}
 
 
 def list_files(root: Path, folders: list[str] | None, extension: str | None) -> list[Located]:
@@ -69,7 +111,7 @@ def list_files(root: Path, folders: list[str] | None, extension: str | None) -> 
     if not base.is_dir():
         return []
     if folders is None:
-        folders = [p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        folders = list(all_run_folders(base))
     found = []
     for folder in folders:
         directory = base / folder

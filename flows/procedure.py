@@ -582,18 +582,8 @@ class Procedure:
             )
 
     def _pdf_list(self) -> str:
-        from store import repository
-
-        pdfs = [
-            o
-            for o in repository.outputs(self.rec.flow_run_id)
-            if o.role == "download" and o.local_path
-        ]
-        if not pdfs:
-            return ""
-        return "\n\nReports of this run:\n" + "".join(
-            f"\n- `{o.name}` (sha256 `{o.sha256[:16]}…`)" for o in pdfs
-        )
+        """The run's reports as signed browser links (the approval says: review them first)."""
+        return recording.reports_markdown(self.rec)
 
     # ----------------------------------------------------------------- step 8
     def database(self, step: StepDefinition) -> Outcome:

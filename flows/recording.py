@@ -26,13 +26,17 @@ from uuid import UUID
 
 from prefect import get_client
 from prefect.artifacts import LinkArtifact, MarkdownArtifact, ProgressArtifact, TableArtifact
+from prefect.logging import get_run_logger
 
+from flows import download_links
 from flows.artifact_sender import ArtifactSender
 from flows.definitions import StepDefinition, WorkflowDefinition
+from steps import download_folders
 from steps.results import FileRecord, StepResult
 from store import repository
 
-# When set, PDF links point there (``<base>/<run_key>/<file>``) instead of file:// URIs.
+# When set, PDF links point there (``<base>/<round>/<date>/<run name>/<file>``, signed and
+# expiring: ``flows.download_links``) instead of file:// URIs.
 DOWNLOADS_URL_ENV = "TOPUP_DOWNLOADS_BASE_URL"
 # The progress artifact is updated at most this often (and always at the end of the run).
 PROGRESS_EVERY_S = 5.0
@@ -60,10 +64,22 @@ class RunRecord:
     progress_sent: float = 0.0  # monotonic time of the last progress update queued
     progress_shown: int = -1  # steps done at that update
     last_step: str = ""
+    # the downloads root of the run's site, once its folder is claimed (``claim_downloads``)
+    downloads_root: Path | None = None
     _sender: ArtifactSender | None = field(default=None, repr=False)
+    _link_key: bytes | None = field(default=None, repr=False)
 
     def key(self, *parts: str) -> str:
         return artifact_key(self.round, self.date or "", *parts)
+
+    def link_key(self) -> bytes | None:
+        """The download links' signing key (None: no downloads root, or no usable key)."""
+        if self._link_key is None and self.downloads_root is not None:
+            try:
+                self._link_key = download_links.load_key(self.downloads_root)
+            except download_links.LinkKeyError as exc:
+                get_run_logger().warning("PDF links stay unsigned: %s", exc)
+        return self._link_key
 
     @property
     def sender(self) -> ArtifactSender:
@@ -108,6 +124,18 @@ def announce(rec: RunRecord, flow_name: str, parameters: dict[str, Any]) -> None
             key=rec.key("workflow"),
             description=f"{d.name}@{d.version}",
         )
+    )
+
+
+def claim_downloads(rec: RunRecord, downloads_root: Path, run_name: str) -> Path:
+    """The run's reports folder ``<root>/<round>/<date>/<run name>/`` (same one on a retry)."""
+    rec.downloads_root = downloads_root
+    return download_folders.claim(
+        downloads_root,
+        rec.flow_run_id,
+        round=rec.round,
+        date=rec.date or "no-date",
+        run_name=run_name,
     )
 
 
@@ -196,12 +224,48 @@ def missing_required(step: StepDefinition, result: StepResult) -> list[str]:
     return missing
 
 
-def _download_link(rec: RunRecord, f: FileRecord) -> str:
-    local = Path(f.local_path or f.path)
+def _download_name(rec: RunRecord, local: Path) -> str:
+    """The file's name under the downloads root (the facade's download route takes it)."""
+    if rec.downloads_root is not None:
+        try:
+            return local.resolve().relative_to(rec.downloads_root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return f"{rec.flow_run_id}/{local.name}"
+
+
+def download_link(rec: RunRecord, local_path: str) -> str | None:
+    """A browser link to a downloaded file: signed and expiring when the facade's base URL
+    is set, else a file:// URI (None when the file is no longer there)."""
+    local = Path(local_path)
     base = os.environ.get(DOWNLOADS_URL_ENV)
-    if base:
-        return f"{base.rstrip('/')}/{rec.flow_run_id}/{local.name}"
-    return local.resolve().as_uri()
+    if not base:
+        return local.resolve().as_uri() if local.exists() else None
+    name = _download_name(rec, local)
+    key = rec.link_key()
+    if key is None:
+        return f"{base.rstrip('/')}/{name}"
+    ttl = download_links.DownloadLinkSettings().ttl_seconds
+    return download_links.signed_url(base, name, key, ttl)
+
+
+def _download_link(rec: RunRecord, f: FileRecord) -> str:
+    link = download_link(rec, f.local_path or f.path)
+    return link or Path(f.local_path or f.path).resolve().as_uri()
+
+
+def reports_markdown(rec: RunRecord) -> str:
+    """The run's downloaded reports as a Markdown list of links (for the approval forms)."""
+    pdfs = [o for o in repository.outputs(rec.flow_run_id) if o.role == "download" and o.local_path]
+    if not pdfs:
+        return ""
+    lines = []
+    for o in pdfs:
+        name = Path(o.local_path or o.name).name
+        link = download_link(rec, o.local_path or "")
+        shown = f"[{name}]({link})" if link else f"`{name}`"
+        lines.append(f"\n- {shown} (sha256 `{o.sha256[:16]}…`)")
+    return "\n\nReports of this run (the links open in a browser and expire):\n" + "".join(lines)
 
 
 def record_result(

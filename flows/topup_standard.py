@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -43,6 +44,14 @@ def current_run_id() -> str:
     if ctx is None or ctx.flow_run is None:
         raise RuntimeError("not inside a flow run")
     return str(ctx.flow_run.id)
+
+
+def current_run_name() -> str:
+    """The flow run's name: its reports folder is named after it."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        raise RuntimeError("not inside a flow run")
+    return ctx.flow_run.name
 
 
 def flow_defaults(fn: Any) -> dict[str, Any]:
@@ -118,6 +127,9 @@ def topup_standard(
     rec = RunRecord(flow_run_id=run_key, definition=definition, round=p["round"], date=p["date"])
     recording.announce(
         rec, FLOW_NAME, {**p, "workflow": definition.name, "workflow_version": definition.version}
+    )
+    recording.claim_downloads(
+        rec, Path(open_site(p["site"]).settings.downloads_dir), current_run_name()
     )
     options = RunOptions(
         date=p["date"],

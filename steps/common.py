@@ -64,7 +64,8 @@ Stable API (other step modules import these names):
   run_key, merge_code, download_code, timeout=600, **fields) -> StepResult`` — a whole
   merge-and-download step: fails with ``merge_code`` or ``download_code`` (a required
   report: ``manual``, an operator decides).
-- ``download_path(site, run_key, local_name) -> Path`` — ``downloads_dir / run_key / name``.
+- ``download_path(site, run_key, local_name) -> Path`` — in the run's folder
+  (``steps.download_folders``: ``downloads_dir/<round>/<date>/<run name>/name``).
 - ``download_pdf(site, remote_path, local_path, run=None) -> FileRecord`` — sha256-verified.
 - ``content_type(path) -> str``; ``file_records(site, specs) -> list[FileRecord]`` — ONE
   ``file_facts`` call; ``specs`` are ``FileSpec(path, run, role)`` or plain tuples.
@@ -85,7 +86,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from steps import errors
+from steps import download_folders, errors
 from steps.remote import validate
 from steps.remote.errors import DownloadError, RemoteTimeout
 from steps.remote.polling import (
@@ -965,8 +966,9 @@ def merge_pngs(
 
 
 def download_path(site: RemoteSite, run_key: str, local_name: str) -> Path:
-    """Where a step's download goes: ``settings.downloads_dir / run_key / local_name``."""
-    return Path(site.settings.downloads_dir) / validate.job_key(run_key) / _plain_name(local_name)
+    """Where a step's download goes: the run's folder (``steps.download_folders``) / name."""
+    root = Path(site.settings.downloads_dir)
+    return download_folders.folder(root, validate.job_key(run_key)) / _plain_name(local_name)
 
 
 def download_pdf(

@@ -1,20 +1,35 @@
-"""Download routes: the PDFs the flows fetched (per flow run folder) and task reports."""
+"""Download routes: the PDFs the flows fetched (per flow run folder) and task reports.
+
+A file is served to the bearer of a token who may see its run, or to anyone holding a signed,
+unexpired link to it (``flows.download_links``: what a browser opens from the Prefect UI's
+artifacts and the approval forms). A tampered or expired link answers 403.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from facade import downloads, legacy, outputs, redact, service
-from facade.deps import GatewayDep, SessionDep, UserDep, owned_task, visible_tasks_query
+from facade.deps import (
+    GatewayDep,
+    SessionDep,
+    UserDep,
+    authenticate,
+    bearer,
+    owned_task,
+    visible_tasks_query,
+)
 from facade.errors import ApiError
 from facade.models import Task, User
 from facade.responses import LegacyJSONResponse, iso
 from facade.schemas import error_example, example
+from flows import download_links
 
 router = APIRouter(prefix="/api/downloads", tags=["downloads"])
 FILE_ITEM = {
@@ -27,6 +42,7 @@ FILE_ITEM = {
 FILE_RESPONSES: dict[int | str, Any] = {
     200: {"description": "The file", "content": {"application/pdf": {}}},
     400: example(error_example("Invalid filename"), "Unsafe name or type not allowed"),
+    403: example(error_example("Invalid or expired download link"), "A bad signed link"),
     404: example(error_example("File not found"), "Missing, or not yours"),
 }
 
@@ -40,10 +56,13 @@ def _run_owners(session: Session, user: User) -> dict[str, int]:
     return owners
 
 
-def _check_access(session: Session, user: User, located: downloads.Located) -> None:
+def _check_access(
+    request: Request, session: Session, user: User, located: downloads.Located
+) -> None:
     if user.is_admin:
         return
-    if located.run_folder is None or located.run_folder not in _run_owners(session, user):
+    fid = downloads.owner(request.app.state.settings.downloads_dir, located)
+    if fid is None or fid not in _run_owners(session, user):
         raise ApiError(404, "File not found")
 
 
@@ -77,12 +96,13 @@ async def list_downloads(
 ) -> dict[str, Any]:
     """Files in the run folders of your tasks (or of one task), newest first."""
     owners = _run_owners(session, user)
+    root = request.app.state.settings.downloads_dir
     if task_id is not None:
         task = owned_task(session, user, task_id)
-        folders: list[str] | None = task.all_flow_run_ids()
+        folders: list[str] | None = list(downloads.run_folders(root, task.all_flow_run_ids()))
     else:
-        folders = None if user.is_admin else list(owners)
-    root = request.app.state.settings.downloads_dir
+        folders = None if user.is_admin else list(downloads.run_folders(root, list(owners)))
+    folder_runs = await run_in_threadpool(downloads.all_run_folders, root)
     found = await run_in_threadpool(downloads.list_files, root, folders, file_type)
     files = []
     for loc in found:
@@ -93,7 +113,7 @@ async def list_downloads(
                 "size": stat.st_size,
                 "modified_time": stat.st_mtime,
                 "url": f"/api/downloads/{loc.relative}",
-                "task_id": owners.get(loc.run_folder or ""),
+                "task_id": owners.get(folder_runs.get(loc.run_folder or "", "")),
             }
         )
     return {"files": files, "success": True, "total": len(files)}
@@ -122,7 +142,7 @@ async def check_download(
     located = _locate_or_400(request, filename)
     missing = {"exists": False, "filename": filename, "success": False}
     try:
-        _check_access(session, user, located)
+        _check_access(request, session, user, located)
     except ApiError:
         return _json(missing, 404)
     path = located.path
@@ -154,6 +174,9 @@ async def _merged_pdf(
     url = request.app.state.settings.database_url
     root = request.app.state.settings.downloads_dir
     stem = downloads.MERGED_PDF_STEMS.get(step_id)
+    folders = {
+        fid: folder for folder, fid in downloads.run_folders(root, task.all_flow_run_ids()).items()
+    }
     for fid in reversed(task.all_flow_run_ids()):
         rows = await run_in_threadpool(outputs.files, url, fid)
         names = [
@@ -168,7 +191,7 @@ async def _merged_pdf(
             names.append(f"{stem}_{date}.pdf")
         for name in dict.fromkeys(names):
             try:
-                located = downloads.locate(root, f"{fid}/{name}")
+                located = downloads.locate(root, f"{folders.get(fid, fid)}/{name}")
             except downloads.UnsafePath:
                 continue
             if located.path.is_file():
@@ -236,18 +259,63 @@ def _text(body: str, filename: str) -> Response:
     )
 
 
+def _link_key(request: Request) -> bytes:
+    """The signing key of download links (read or made once per app; never shown)."""
+    key: bytes | None = getattr(request.app.state, "download_link_key", None)
+    if key is None:
+        try:
+            key = download_links.load_key(request.app.state.settings.downloads_dir)
+        except download_links.LinkKeyError:
+            raise ApiError(403, "Invalid or expired download link") from None
+        request.app.state.download_link_key = key
+    return key
+
+
+def _check_link(request: Request, filename: str, expires: str | None, sig: str | None) -> None:
+    """403 unless ``expires``/``sig`` sign ``filename`` and the link has not expired."""
+    ok = (
+        expires is not None
+        and expires.isdigit()
+        and len(expires) <= 12
+        and download_links.verify(_link_key(request), filename, int(expires), sig)
+    )
+    if not ok:
+        raise ApiError(403, "Invalid or expired download link")
+
+
 @router.head("/{filename:path}", include_in_schema=False)
 @router.get("/{filename:path}", responses=FILE_RESPONSES)
 async def download_file(
-    filename: str, request: Request, session: SessionDep, user: UserDep
+    filename: str,
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    expires: Annotated[str | None, Query(max_length=20)] = None,
+    sig: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
-    """A file by the name ``/list`` reported (``<run folder>/<file>``)."""
+    """A file by the name ``/list`` reported (``<run folder>/<file>``): with a bearer token,
+    or with a signed link (``?expires=…&sig=…``, no token needed; opened inline)."""
+    signed = expires is not None or sig is not None
+    user: User | None = None
+    if signed:
+        _check_link(request, filename, expires, sig)
+    else:  # the token decides first, as for every other route
+        host = request.client.host if request.client else None
+        token = credentials.credentials if credentials is not None else None
+        user = authenticate(session, request.app.state.settings, token, host)
+        request.state.user_name = user.name
     located = _locate_or_400(request, filename)
     media = downloads.content_type(located.path.name)
     if media is None:
         ext = located.path.suffix
         raise ApiError(400, f"File type {ext or '(none)'} is not allowed")
-    _check_access(session, user, located)
+    if user is not None:
+        _check_access(request, session, user, located)
     if not located.path.is_file():
         raise ApiError(404, "File not found")
-    return _serve(request, located, media)
+    response = _serve(request, located, media)
+    if signed:  # a browser shows it rather than saving it
+        response.headers["content-disposition"] = response.headers["content-disposition"].replace(
+            "attachment", "inline", 1
+        )
+    return response
