@@ -235,13 +235,12 @@ def _download_name(rec: RunRecord, local: Path) -> str:
 
 
 def download_link(rec: RunRecord, local_path: str) -> str | None:
-    """A browser link to a downloaded file: signed and expiring when the facade's base URL
-    is set, else a file:// URI (None when the file is no longer there)."""
-    local = Path(local_path)
+    """A browser link to a downloaded file through the facade, signed and expiring (None
+    when the facade's base URL is not set: no server path is shown instead)."""
     base = os.environ.get(DOWNLOADS_URL_ENV)
     if not base:
-        return local.resolve().as_uri() if local.exists() else None
-    name = _download_name(rec, local)
+        return None
+    name = _download_name(rec, Path(local_path))
     key = rec.link_key()
     if key is None:
         return f"{base.rstrip('/')}/{name}"
@@ -250,8 +249,9 @@ def download_link(rec: RunRecord, local_path: str) -> str | None:
 
 
 def _download_link(rec: RunRecord, f: FileRecord) -> str:
-    link = download_link(rec, f.local_path or f.path)
-    return link or Path(f.local_path or f.path).resolve().as_uri()
+    """The link artifact's target: the facade's signed link, else a file:// URI (no facade)."""
+    local = f.local_path or f.path
+    return download_link(rec, local) or Path(local).resolve().as_uri()
 
 
 def reports_markdown(rec: RunRecord) -> str:
@@ -259,13 +259,15 @@ def reports_markdown(rec: RunRecord) -> str:
     pdfs = [o for o in repository.outputs(rec.flow_run_id) if o.role == "download" and o.local_path]
     if not pdfs:
         return ""
-    lines = []
+    lines, linked = [], False
     for o in pdfs:
         name = Path(o.local_path or o.name).name
         link = download_link(rec, o.local_path or "")
+        linked = linked or link is not None
         shown = f"[{name}]({link})" if link else f"`{name}`"
         lines.append(f"\n- {shown} (sha256 `{o.sha256[:16]}…`)")
-    return "\n\nReports of this run (the links open in a browser and expire):\n" + "".join(lines)
+    note = " (the links open in a browser, with no token, until they expire)" if linked else ""
+    return f"\n\nReports of this run{note}:\n" + "".join(lines)
 
 
 def record_result(

@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 
 from flows.definitions import load
+from steps import download_folders
 from topup_cli.api import Target, start_run
 from topup_cli.progress import PauseRequest, RunWatcher, prompt_answer
 from topup_cli.settings import CliSettings
@@ -113,7 +114,8 @@ def demo(
                         f"submission {sub_final.state_name}: {sub_final.state.message or ''}"
                     )
         elapsed = time.monotonic() - run_began
-        pdfs = sorted((Path(state.downloads_dir) / str(flow_run.id)).glob("*.pdf"))
+        folder = download_folders.folder(Path(state.downloads_dir), str(flow_run.id))
+        pdfs = sorted(folder.glob("*.pdf"))
         console.rule("where to look")
         console.print(
             f"run {final.state_name} in {elapsed:.1f}s (demo total {time.monotonic() - began:.1f}s)"
@@ -128,7 +130,7 @@ def demo(
         )
         console.print(f"facade API docs: {state.facade_url}/docs")
         console.print(f"logs of the stack: {state.log_dir}")
-        console.print(f"downloaded PDFs ({len(pdfs)}):")
+        console.print(f"downloaded PDFs ({len(pdfs)}) in {folder}:")
         for pdf in pdfs:
             console.print(f"  {pdf}")
         code = 0 if ok and pdfs else 1

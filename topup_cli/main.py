@@ -340,6 +340,7 @@ def _start_and_follow(
 ) -> None:
     """Start a run of ``deployment``, follow it live and exit 0 only if it Completed."""
     from topup_cli.progress import RunWatcher, prompt_answer
+    from topup_cli.reports import reports_folder
 
     try:
         with target.client() as client:
@@ -358,6 +359,9 @@ def _start_and_follow(
                 console,
                 answer=prompt_answer(console) if interactive else None,
                 ui_run_url=target.run_url(flow_run.id),
+                reports_folder=lambda: reports_folder(
+                    target.state, flow_run.id, params.get("site")
+                ),
             )
             final = watcher.watch(timeout)
     except CliError as exc:
@@ -372,6 +376,9 @@ def _start_and_follow(
         f"flow run {flow_run.name}: {name}"
         + (f" - {state.message}" if state and state.message else "")
     )
+    folder = reports_folder(target.state, flow_run.id, params.get("site"))
+    if folder is not None:
+        console.print(f"reports of this run: {folder}", soft_wrap=True)
     raise typer.Exit(0 if state is not None and state.is_completed() else 1)
 
 

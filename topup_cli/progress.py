@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -87,8 +88,11 @@ class RunWatcher:
         answer: Answerer | None = None,
         ui_run_url: str | None = None,
         interval: float = 0.5,
+        reports_folder: Callable[[], Path | None] | None = None,
     ) -> None:
         self.client = client
+        # where the run's reports are here (printed once per pause: "review the reports")
+        self.reports_folder = reports_folder
         self.run_id = run_id
         self.console = console
         self.answer = answer
@@ -103,6 +107,7 @@ class RunWatcher:
         self.first_step_at: float | None = None
         self._told_pause: set[str] = set()
         self._printed: dict[str, str] = {}
+        self._told_reports: set[str] = set()
 
     # ---------------------------------------------------------------- reading
     def refresh(self) -> FlowRun:
@@ -147,6 +152,15 @@ class RunWatcher:
         return PauseRequest(key, schema, description if isinstance(description, str) else None)
 
     # ------------------------------------------------------------------ pause
+    def tell_reports(self, key: str) -> None:
+        """Print the reports folder once for this pause (nothing when there is none here)."""
+        if self.reports_folder is None or key in self._told_reports:
+            return
+        self._told_reports.add(key)
+        folder = self.reports_folder()
+        if folder is not None:
+            self.console.print(f"reports of this run: {folder}", soft_wrap=True)
+
     def handle_pause(self, run: FlowRun, suspend_display: Callable[[bool], None]) -> None:
         request = self.pause_request(run)
         if request is None:
@@ -159,8 +173,10 @@ class RunWatcher:
                     f"[yellow]the run waits for operator input ({request.key}); "
                     f"answer it in the Prefect UI{where}[/]"
                 )
+                self.tell_reports(request.key)
             return
         suspend_display(True)
+        self.tell_reports(request.key)
         try:
             while True:
                 values = self.answer(request)

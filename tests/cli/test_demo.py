@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sim.sshd import SshPair
+from steps import download_folders
 from tests.cli.helpers import cli_env, data_dir, processes_using
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -47,7 +48,7 @@ def test_demo_runs_the_workflow_and_exits_clean(data: Path) -> None:
     run_url = re.search(r"(http://127\.0\.0\.1:\d+)/runs/flow-run/([0-9a-f-]{36})", out)
     assert run_url, out
     assert re.search(r"facade API docs: http://127\.0\.0\.1:\d+/docs", out)
-    pdfs = sorted((data / "downloads" / run_url.group(2)).glob("*.pdf"))
+    pdfs = sorted(download_folders.folder(data / "downloads", run_url.group(2)).glob("*.pdf"))
     names = {p.name for p in pdfs}
     assert {"mergedd_IST_250624.pdf", "mergedd_ETS_checkall_250624.pdf"} <= names, names
     for pdf in pdfs:

@@ -4,6 +4,7 @@ pre-approved run goes through the deployment and the worker, and the CLI shows i
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from flows import definitions
 from flows.definitions import load
+from steps import download_folders
 from tests.cli.helpers import wait_for
 from tests.fixtures_stack import StackRuns
 from tests.stack.helpers import SIM_FAST
@@ -25,9 +27,16 @@ RUN_ID = re.compile(r"started flow run \S+ \(([0-9a-f-]{36})\)")
 
 
 def test_run_preapproved_shows_every_step_then_logs(
-    stack: PrefectStack, sim: Any, stack_site: str, stack_runs: StackRuns
+    stack: PrefectStack,
+    sim: Any,
+    stack_site: str,
+    stack_runs: StackRuns,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim.set_faults(**SIM_FAST)
+    # the CLI finds the site's downloads root as the worker does (no `topup up` state here)
+    monkeypatch.setenv("TOPUP_SITES_DIR", str(stack.sites_dir))
     res = runner.invoke(
         app,
         [
@@ -65,6 +74,13 @@ def test_run_preapproved_shows_every_step_then_logs(
             res.output,
         )
     assert re.search(r"flow run \S+: Completed", res.output)
+    # ... and where the reports are: <downloads>/<round>/<date>/<run name>/
+    with stack.sync_client() as client:
+        run_name = client.read_flow_run(run_id).name
+    folder = (tmp_path / "downloads" / "round18" / "250626" / run_name).resolve()
+    assert download_folders.folder(tmp_path / "downloads", str(run_id)).resolve() == folder
+    assert f"reports of this run: {folder}" in res.output, res.output
+    assert (folder / "mergedd_IST_250626.pdf").read_bytes().startswith(b"%PDF")
     latency = re.search(r"first step seen ([\d.]+)s after the start", res.output)
     assert latency, res.output
     print(f"\ntopup run -> first step seen after {latency.group(1)}s")

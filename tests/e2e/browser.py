@@ -19,6 +19,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -110,6 +111,49 @@ def click_when_present(driver: WebDriver, css: str, timeout: float) -> None:
                     f"the page shows:\n{page_text(driver)[-2000:]}"
                 ) from None
         time.sleep(0.25)
+
+
+def element_when_present(driver: WebDriver, css: str, timeout: float) -> WebElement:
+    """The first element matching ``css`` once the app has rendered it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"no {css!r} on {driver.current_url} within {timeout}s; "
+                f"the page shows:\n{page_text(driver)[-2000:]}"
+            )
+        time.sleep(0.25)
+
+
+# Reads the open document again from the page itself, as the browser fetches it (no token, no
+# cookies): its status, type and first bytes.
+_FETCH_SELF = """
+const done = arguments[arguments.length - 1];
+fetch(location.href, {credentials: "omit"})
+  .then(r => r.arrayBuffer().then(b => done({
+    status: r.status,
+    type: r.headers.get("content-type"),
+    head: String.fromCharCode(...new Uint8Array(b.slice(0, 5))),
+    contentType: document.contentType,
+  })))
+  .catch(e => done({status: -1, error: String(e), contentType: document.contentType}));
+"""
+
+
+def open_document(driver: WebDriver, timeout: float) -> dict[str, object]:
+    """What the browser opened (after ``driver.get``), once loaded: its ``contentType``, and
+    the ``status``, ``type`` and first five bytes (``head``) of the same URL fetched by the
+    page itself."""
+    deadline = time.monotonic() + timeout
+    while driver.execute_script("return document.readyState") != "complete":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{driver.current_url} did not finish loading in {timeout}s")
+        time.sleep(0.25)
+    driver.set_script_timeout(timeout)
+    return dict(driver.execute_async_script(_FETCH_SELF))
 
 
 def scroll_to_bottom(driver: WebDriver) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import psycopg
 import pytest
 from prefect.client.schemas.filters import (
@@ -26,6 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import TaskRun
 
 from flows.definitions import load as load_definition
+from steps import download_folders
 from tests.e2e import browser
 from tests.e2e.conftest import DATE, E2E, ROUND, VERSION, WORKFLOW, Completed
 from topup_cli.stack import deployment_names
@@ -94,7 +96,10 @@ def test_facade_reports_the_run_its_outputs_and_pdfs(e2e: E2E, completed: Comple
         listed = c.get("/api/downloads/list", params={"task_id": completed.task_id}).json()
         files = [f["filename"] for f in listed["files"]]
         assert len(files) == PDF_COUNT and all(f.endswith(".pdf") for f in files)
-        assert {f.split("/", 1)[0] for f in files} == {completed.flow_run_id}
+        # one folder per run: <round>/<date>/<flow run name>
+        folder = download_folders.relative_folder(e2e.downloads, completed.flow_run_id)
+        assert folder.startswith(f"{ROUND}/{DATE}/") and len(folder.split("/")) == 3
+        assert {f.rsplit("/", 1)[0] for f in files} == {folder}
 
         # another caller, without a token, sees nothing
         anonymous = c.get(
@@ -143,13 +148,19 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
     # the PDF links (link artifacts are stored as markdown "[name](url)"), to the facade
     links = {a.key: str(a.data) for a in by_type["markdown"] if (a.key or "").endswith("-pdf")}
     assert len(links) == PDF_COUNT
-    facade_prefix = f"({e2e.facade.base_url}/api/downloads/{completed.flow_run_id}/"
-    assert all(facade_prefix in v and ".pdf)" in v for v in links.values()), links
+    # signed, expiring links into the run's folder <round>/<date>/<flow run name>/
+    folder = download_folders.relative_folder(e2e.downloads, completed.flow_run_id)
+    facade_prefix = f"({e2e.facade.base_url}/api/downloads/{folder}/"
+    assert all(facade_prefix in v and ".pdf?expires=" in v and "&sig=" in v for v in links.values())
     ist = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
     url = ist[ist.index("(") + 1 : ist.rindex(")")]
     with e2e.client() as c:
         body = c.get(url)
     assert body.status_code == 200 and body.content.startswith(b"%PDF")
+    with httpx.Client(timeout=30) as browser_like:  # no token: the signature is enough
+        opened = browser_like.get(url)
+        assert opened.status_code == 200 and opened.content == body.content
+        assert browser_like.get(url.replace("IST", "Hist")).status_code == 403
     # a date's run ends after the reset: nothing reached the (simulated) offline database
     assert e2e.sim.db_ledger() == []
 
@@ -181,7 +192,8 @@ def test_outputs_and_facade_rows_landed_in_the_database(e2e: E2E, completed: Com
         "download",
     )
     assert {t for t, _ in pdfs} == PDF_STEPS and len(pdfs) == PDF_COUNT
-    assert all(Path(p).parent == e2e.downloads / fid for _, p in pdfs)
+    folder = download_folders.folder(e2e.downloads, fid)
+    assert all(Path(p).parent == folder for _, p in pdfs)
     assert _rows(e2e, "SELECT flow_run_id FROM facade_task WHERE id = ?", completed.task_id) == [
         (fid,)
     ]
@@ -236,3 +248,16 @@ def test_prefect_ui_shows_the_run_its_task_runs_and_pdf_artifacts(
             action=lambda: browser.scroll_to_bottom(driver),
         )
         driver.save_screenshot(str(e2e.stack.log_dir / "ui-artifacts.png"))
+
+        # The IST report's link artifact, as the UI shows it: its link opens in the browser,
+        # which sends no token, and it is the PDF.
+        ist = next(a for a in artifacts if a.key == f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf")
+        driver.get(f"{base}/artifacts/artifact/{ist.id}")
+        anchor = browser.element_when_present(driver, "a[href*='sig=']", timeout=90)
+        href = str(anchor.get_attribute("href"))
+        assert href in str(ist.data) and "/api/downloads/" in href
+        driver.get(href)
+        opened = browser.open_document(driver, timeout=60)
+        driver.save_screenshot(str(e2e.stack.log_dir / "ui-signed-pdf.png"))
+    assert opened["contentType"] == "application/pdf", opened
+    assert opened["status"] == 200 and opened["head"] == "%PDF-", opened

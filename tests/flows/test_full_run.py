@@ -6,12 +6,16 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
+import pytest
 from prefect import get_client, tags
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from flows import download_links
 from flows.topup_standard import topup_standard
+from steps import download_folders
 from store import dates as date_store
 from store import repository
 from tests.flows.conftest import FAST, ROUND, FlowEnv, task_runs, unique_tag
@@ -39,7 +43,13 @@ def _by_name(root: Path) -> dict[str, list[Path]]:
     return index
 
 
-def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) -> None:
+FACADE_BASE = "http://127.0.0.1:9/api/downloads"  # where the links point (no facade needed)
+
+
+def test_full_procedure_records_outputs_pdfs_and_artifacts(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOPUP_DOWNLOADS_BASE_URL", FACADE_BASE)
     sim = flow_env.sim
     runs = sim.runs(ROUND, DATE)
     assert len(runs) == 19
@@ -98,9 +108,10 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) ->
     downloads = [o for o in outs if o.role == "download"]
     assert {o.task_name for o in downloads} == PDF_STEPS
     assert len(downloads) == 8  # 1.4, 2.5, 5.4, 6.2 and the four of 4.2
+    folder = download_folders.folder(flow_env.downloads, run_id)
     for o in downloads:
         local = Path(o.local_path or "")
-        assert local.parent == flow_env.downloads / run_id
+        assert local.parent == folder
         assert _sha(local) == o.sha256
     pages = {Path(o.local_path or "").name: _pages(Path(o.local_path or "")) for o in downloads}
     assert pages[f"mergedd_IST_{DATE}.pdf"] == len(runs)
@@ -137,6 +148,8 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) ->
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
         assert "workflow:topup-standard@1.2.0" in run.tags and tag in run.tags
+        # the reports' folder: <downloads>/<round>/<date>/<flow run name>/
+        assert folder == flow_env.downloads / ROUND / DATE / run.name
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])),
             limit=200,
@@ -152,6 +165,15 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(flow_env: FlowEnv) ->
     links = {a.key: str(a.data) for a in kinds["markdown"] if (a.key or "").endswith("-pdf")}
     assert len(links) == 8
     ist_link = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
-    assert f"{run_id}/mergedd_IST_{DATE}.pdf" in ist_link
+    # a signed, expiring link to the facade, valid for that file only
+    url = urlsplit(ist_link[ist_link.index("(") + 1 : ist_link.rindex(")")])
+    name = unquote(url.path.removeprefix(urlsplit(FACADE_BASE).path + "/"))
+    assert name == f"{ROUND}/{DATE}/{run.name}/mergedd_IST_{DATE}.pdf"
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    key = download_links.load_key(flow_env.downloads)
+    assert download_links.verify(key, name, int(query["expires"]), query["sig"])
+    assert not download_links.verify(
+        key, name.replace("IST", "Hist"), int(query["expires"]), query["sig"]
+    )
     assert any("topup-standard@1.2.0" in str(a.data) for a in kinds["markdown"])
     assert limit.limit == 1 and limit.active_slots == 0

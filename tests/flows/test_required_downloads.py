@@ -17,6 +17,7 @@ from prefect import tags
 from prefect.flow_runs import resume_flow_run
 
 from flows.topup_standard import topup_standard
+from steps import download_folders
 from store import repository
 from tests.chaos.report import record
 from tests.flows.conftest import FAST, Driver, FlowEnv, unique_tag, wait_paused
@@ -55,7 +56,7 @@ def test_failed_ist_pdf_download_waits_for_the_operator_then_retry_completes(
     assert outcomes["step1_4"].outcome == "success" and outcomes["step1_4"].attempts == 2
     (decision,) = repository.decisions(run_id)
     assert (decision.decision, decision.decided_by, decision.error_code) == ("retry", "fay", 1402)
-    pdf = flow_env.downloads / run_id / f"mergedd_IST_{DATE}.pdf"
+    pdf = download_folders.folder(flow_env.downloads, run_id) / f"mergedd_IST_{DATE}.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
     attempts = re.search(r"gave up after (\d+) attempts", text)
     assert attempts is not None

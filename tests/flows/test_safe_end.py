@@ -21,6 +21,7 @@ from flows.submit_constants import submit_constants
 from flows.topup_standard import topup_standard
 from sim.db import inserted_rows
 from sim.db import submissions as sim_submissions
+from steps import download_folders
 from store import dates as date_store
 from store import ledger, repository
 from tests.chaos.report import record
@@ -192,8 +193,9 @@ def test_a_report_altered_after_its_download_stops_the_reset(flow_env: FlowEnv) 
         from prefect.flow_runs import resume_flow_run
 
         (run,) = poll(lambda: runs_tagged(tag), 120, "the run")
-        pdf = flow_env.downloads / str(run.id) / name
-        poll(pdf.exists, 400, "the IST report downloaded", every=0.2)
+        folder = lambda: download_folders.folder(flow_env.downloads, str(run.id))  # noqa: E731
+        poll(lambda: (folder() / name).exists(), 400, "the IST report downloaded", every=0.2)
+        pdf = folder() / name
         with pdf.open("ab") as fh:
             fh.write(b"% altered after the download\n")
         paused = wait_paused(tag, key="step7-verify-1", timeout=400)
