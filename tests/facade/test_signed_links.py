@@ -7,6 +7,8 @@ downloads root), so these tests check the two sides agree.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -16,8 +18,11 @@ import pytest
 from sqlmodel import Session
 
 from facade.models import Task
-from flows import download_links
+from flows import download_links, recording
+from flows.definitions import load
 from steps import download_folders
+from store import repository
+from store.db import reset_engines
 from tests.facade.served import Served
 
 PDF = b"%PDF-1.4\n" + b"1" * 50_000 + b"\n%%EOF\n"
@@ -158,3 +163,53 @@ def test_claim_keeps_a_folder_per_run(tmp_path: Path) -> None:
     assert download_folders.folder(tmp_path, "legacy-run") == tmp_path / "legacy-run"
     odd = download_folders.claim(tmp_path, "r3", round="../r", date="25/06", run_name="$(x) y")
     assert odd.relative_to(tmp_path).parts == ("r", "25-06", "x-y")
+
+
+def test_the_approval_form_links_open_in_a_browser(
+    offline_facade: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 7's approval says "review the reports first": its list links each report."""
+    _, run_id, relative = _run_with_report(offline_facade)
+    root: Path = offline_facade.settings.downloads_dir
+    local = root / relative
+    url = offline_facade.settings.database_url
+    repository.record_step(
+        flow_run_id=run_id,
+        step_id="step1_4",
+        task_name="step1_4",
+        label="1.4",
+        outcome="success",
+        date="250624",
+        round="round18",
+        files=[
+            {
+                "path": f"/remote/{NAME}",
+                "size": len(PDF),
+                "sha256": hashlib.sha256(PDF).hexdigest(),
+                "content_type": "application/pdf",
+                "run": None,
+                "role": "download",
+                "local_path": str(local),
+            }
+        ],
+        url=url,
+    )
+    monkeypatch.setenv("TOPUP_DATABASE_URL", url)
+    reset_engines()
+    rec = recording.RunRecord(
+        flow_run_id=run_id, definition=load("topup-standard"), round="round18", date="250624"
+    )
+    rec.downloads_root = root
+
+    # without the facade's address, the form names the report and shows no server path
+    monkeypatch.delenv("TOPUP_DOWNLOADS_BASE_URL", raising=False)
+    bare = recording.reports_markdown(rec)
+    assert f"`{NAME}`" in bare and str(root) not in bare
+
+    monkeypatch.setenv("TOPUP_DOWNLOADS_BASE_URL", f"{offline_facade.base_url}/api/downloads")
+    form = recording.reports_markdown(rec)
+    links = re.findall(r"\[([^\]]+)\]\(([^)]+)\)", form)
+    assert [name for name, _ in links] == [NAME] and str(root) not in form
+    with httpx.Client(timeout=30) as browser:
+        opened = browser.get(links[0][1])
+    assert opened.status_code == 200 and opened.content == PDF
