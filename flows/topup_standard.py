@@ -128,9 +128,12 @@ def topup_standard(
     recording.announce(
         rec, FLOW_NAME, {**p, "workflow": definition.name, "workflow_version": definition.version}
     )
-    recording.claim_downloads(
-        rec, Path(open_site(p["site"]).settings.downloads_dir), current_run_name()
-    )
+    try:  # the reports folder <downloads>/<round>/<date>/<run name>/, before any step
+        recording.claim_downloads(
+            rec, Path(open_site(p["site"]).settings.downloads_dir), current_run_name()
+        )
+    except OSError as exc:  # the downloading steps then fail with their own error codes
+        log.warning("no reports folder for this run: %s", type(exc).__name__)
     options = RunOptions(
         date=p["date"],
         round=p["round"],
