@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 
+from flows.naming import flow_run_name, run_tags
 from topup_cli.settings import CliSettings
 from topup_cli.state import StackState, read_state
 
@@ -91,15 +92,23 @@ def start_run(
     tags: list[str] | None = None,
 ) -> FlowRun:
     """Create a flow run of ``<flow>/<deployment>``; the worker picks it up. ``tags`` are
-    added to the deployment's (e.g. ``facade-user:<name>``: whom the run is for)."""
+    added to the deployment's (e.g. ``facade-user:<name>``: whom the run is for), with the
+    run's ``round:`` and ``date:`` tags. The run is named by what it is from the start (the
+    flow names it the same way when it starts)."""
     try:
         dep = client.read_deployment_by_name(deployment)
     except ObjectNotFound:
         raise CliError(
             f"deployment {deployment!r} does not exist (is the stack up and deployed?)"
         ) from None
+    given = {**(dep.parameters or {}), **parameters}
     return client.create_flow_run_from_deployment(
-        dep.id, parameters=parameters, name=name, tags=[*(dep.tags or []), *(tags or [])]
+        dep.id,
+        parameters=parameters,
+        name=name or flow_run_name(deployment.split("/", 1)[0], given),
+        tags=run_tags(
+            [*(dep.tags or []), *(tags or [])], round=given.get("round"), date=given.get("date")
+        ),
     )
 
 
