@@ -54,7 +54,7 @@ def task_runs(e2e: E2E, flow_run_id: str) -> list[TaskRun]:
 
 def base_name(task: TaskRun) -> str:
     """``step1_1`` of the task run named ``step1_1-a3f``."""
-    return task.name.rsplit("-", 1)[0]
+    return task.task_key.rsplit("-", 1)[0]
 
 
 def test_facade_reports_the_run_its_outputs_and_pdfs(e2e: E2E, completed: Completed) -> None:
@@ -125,7 +125,7 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
 
     # 20 steps, every one of its tasks completed exactly once
     steps = definition_tasks()
-    runs = [t for t in task_runs(e2e, completed.flow_run_id) if t.name.startswith("step")]
+    runs = [t for t in task_runs(e2e, completed.flow_run_id) if t.task_key.startswith("step")]
     counts = Counter(base_name(t) for t in runs)
     assert counts == Counter(t for ts in steps.values() for t in ts)
     assert {t.state.name for t in runs if t.state} == {"Completed"}
