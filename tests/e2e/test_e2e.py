@@ -138,14 +138,14 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
     assert [float(a.data) for a in by_type["progress"]] == [100.0]
     # a files table per step that produced files
     table_keys = {a.key for a in by_type["table"]}
-    assert f"{ROUND}-{DATE}-step1-1-files" in table_keys
-    assert f"{ROUND}-{DATE}-step6-2-files" in table_keys
+    assert f"{ROUND}-{DATE}-s1-1-step1-1-files" in table_keys
+    assert f"{ROUND}-{DATE}-s6-2-step6-2-files" in table_keys
     # the PDF links (link artifacts are stored as markdown "[name](url)"), to the facade
     links = {a.key: str(a.data) for a in by_type["markdown"] if (a.key or "").endswith("-pdf")}
     assert len(links) == PDF_COUNT
     facade_prefix = f"({e2e.facade.base_url}/api/downloads/{completed.flow_run_id}/"
     assert all(facade_prefix in v and ".pdf)" in v for v in links.values()), links
-    ist = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
+    ist = links[f"{ROUND}-{DATE}-s1-4-mergedd-ist-{DATE}-pdf"]
     url = ist[ist.index("(") + 1 : ist.rindex(")")]
     with e2e.client() as c:
         body = c.get(url)
