@@ -88,7 +88,9 @@ def _task_windows(flow_run_id: str) -> list[tuple[str, float, float]]:
     for tr in runs:
         if tr.start_time is None or tr.end_time is None:
             continue
-        out.append((tr.name.rsplit("-", 1)[0], tr.start_time.timestamp(), tr.end_time.timestamp()))
+        out.append(
+            (tr.task_key.rsplit("-", 1)[0], tr.start_time.timestamp(), tr.end_time.timestamp())
+        )
     return sorted(out, key=lambda t: t[1])
 
 

@@ -41,6 +41,8 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from flows.naming import WAITS_LABEL
+
 log = logging.getLogger("topup.deployments.notifications")
 
 Kind = Literal["failed", "waiting", "aborted", "completed"]
@@ -54,13 +56,28 @@ STATE_NAMES: dict[Kind, tuple[str, ...]] = {
     "completed": ("Completed",),
 }
 
+# What the run is, for every subject: "round18 250624" (the date when the run has one).
+_WHAT = (
+    "{{ flow_run.parameters.get('round') or '' }}"
+    "{% if flow_run.parameters.get('date') %} {{ flow_run.parameters.get('date') }}{% endif %}"
+)
+_MESSAGE = "{{ (flow_run.state.message or '')[:200] }}"
+# The decision a paused run waits for: the label the flow sets before it pauses
+# (flows.naming.WAITS_LABEL, e.g. "step 7 reset approval").
+_WAITS = "{{ (flow_run.labels or {}).get('" + WAITS_LABEL + "') or 'a decision' }}"
+
 SUBJECTS: dict[Kind, str] = {
-    "failed": "Top-up run {{ flow_run.name }} ended {{ event.resource['prefect.state-name'] }}"
-    ": {{ (flow_run.state.message or '')[:200] }}",
-    "waiting": "Top-up run {{ flow_run.name }} waits for an operator",
-    "aborted": "Top-up run {{ flow_run.name }} was cancelled: "
-    "{{ (flow_run.state.message or '')[:200] }}",
-    "completed": "Top-up run {{ flow_run.name }} completed",
+    "failed": f"Top-up {_WHAT} ended "
+    "{{ event.resource['prefect.state-name'] }}: " + _MESSAGE + " (run {{ flow_run.name }})",
+    "waiting": f"Top-up {_WHAT} waits for an operator: {_WAITS} (run {{{{ flow_run.name }}}})",
+    # An operator's abort says "aborted by <who> ...: <why>"; any other cancellation (the UI's
+    # Cancel button, the facade) is said as such.
+    "aborted": "{% if 'aborted by' in (flow_run.state.message or '') %}"
+    f"Top-up {_WHAT} {_MESSAGE}"
+    "{% else %}"
+    f"Top-up {_WHAT} was cancelled: {_MESSAGE}"
+    "{% endif %} (run {{ flow_run.name }})",
+    "completed": f"Top-up {_WHAT} completed (run {{{{ flow_run.name }}}})",
 }
 
 # Rendered by the server's actions service (Jinja, sandboxed); one fact per line so that
@@ -72,6 +89,11 @@ BODY = "\n".join(
         "flow_run_id: {{ flow_run.id }}",
         "state: {{ event.resource['prefect.state-name'] }}",
         "state_message: {{ flow_run.state.message or '' }}",
+        "round: {{ flow_run.parameters.get('round') or '' }}",
+        "date: {{ flow_run.parameters.get('date') or '' }}",
+        "waits_for: {% if event.resource['prefect.state-name'] in ('Paused', 'Suspended') %}"
+        + _WAITS
+        + "{% endif %}",
         "parameters: {{ flow_run.parameters | tojson }}",
         "event: {{ event.event }} at {{ event.occurred }}",
         "ui: {{ flow_run | ui_url }}",

@@ -244,7 +244,10 @@ class Recoverer:
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])),
             limit=200,  # the API's maximum page; a run has ~30 task runs
         )
-        return flow_name, decide(run, flow_name, states, [t.name for t in tasks], self.settings)
+        # task_key (``step8_1_submit-<code hash>``), not the name: task runs are named for
+        # people (``8.1 database submission``)
+        keys = [t.task_key for t in tasks]
+        return flow_name, decide(run, flow_name, states, keys, self.settings)
 
     async def pass_once(self, only: Sequence[UUID] | None = None) -> list[tuple[UUID, Decision]]:
         """One pass over the Crashed runs; the decisions taken (for logs and tests)."""

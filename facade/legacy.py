@@ -19,6 +19,7 @@ from facade import redact
 from facade.models import Task
 from facade.responses import iso
 from flows.definitions import StepDefinition, WorkflowDefinition
+from flows.naming import task_of
 
 PENDING, RUNNING, PAUSING, PAUSED = "pending", "running", "pausing", "paused"
 SUCCESS, FAILED, CANCELLED = "success", "failed", "cancelled"
@@ -63,8 +64,9 @@ def level_name(level: int) -> str:
 
 
 def task_name_of(task_run: TaskRun) -> str:
-    """The task's name: Prefect names a task run ``<task name>-<suffix>``."""
-    return task_run.name.rsplit("-", 1)[0] if "-" in task_run.name else task_run.name
+    """The step task's name (``step1_1``): the task run's name is for people (label and
+    title), its ``task_key`` is the task function's name and a hash of its code."""
+    return task_of(task_run.task_key)
 
 
 def _state_type(run: FlowRun | TaskRun | None) -> StateType | None:

@@ -147,9 +147,14 @@ class PrefectGateway:
         *,
         tags: Sequence[str],
         idempotency_key: str,
+        name: str | None = None,
     ) -> FlowRun:
         return await self.client.create_flow_run_from_deployment(
-            deployment_id, parameters=parameters, tags=list(tags), idempotency_key=idempotency_key
+            deployment_id,
+            parameters=parameters,
+            tags=list(tags),
+            idempotency_key=idempotency_key,
+            name=name,
         )
 
     async def read_run(self, flow_run_id: str) -> FlowRun | None:

@@ -22,6 +22,7 @@ from facade.errors import ApiError, bad_request
 from facade.models import Task, UserPreference, WorkflowRef
 from facade.prefect_gateway import GatewayError, PrefectGateway
 from flows.definitions import WorkflowDefinition
+from flows.naming import flow_run_name, run_tags
 
 
 @dataclass
@@ -179,7 +180,13 @@ def create_task(
 
 
 def _tags(task: Task, defn: WorkflowDefinition) -> list[str]:
-    return [defn.tag, f"facade-task:{task.id}", f"facade-user:{task.user_name}"]
+    """Whose task, which definition, and the ``round:`` / ``date:`` tags (one each)."""
+    params = task.parameters or {}
+    return run_tags(
+        [defn.tag, f"facade-task:{task.id}", f"facade-user:{task.user_name}"],
+        round=params.get("round"),
+        date=params.get("date"),
+    )
 
 
 async def _new_flow_run(
@@ -200,6 +207,7 @@ async def _new_flow_run(
         deployment.id,
         parameters,
         tags=_tags(task, defn),
+        name=flow_run_name(defn.flow, parameters, defn.version),
         # Unique per task row (ids restart if the facade database is recreated).
         idempotency_key=f"facade-task-{task.id}-{task.created_at.timestamp():.6f}-run-{attempt}",
     )

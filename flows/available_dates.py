@@ -9,10 +9,12 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.states import Cancelled
 
 from flows import recording, transcript
 from flows.definitions import StepDefinition, load
 from flows.logs import attach_topup_loggers
+from flows.naming import flow_run_name_of_context
 from flows.operator import OperatorAbort
 from flows.policy import task_options
 from flows.procedure import Outcome, Procedure, RunOptions, check_tasks
@@ -31,7 +33,7 @@ def list_dates(
     """Run the step-0 task with the definition's retries (shared with the backfill)."""
     definition = load(FLOW_NAME)
     step = definition.step("step0")
-    task = step_task("step0").with_options(**task_options(step, None))
+    task = step_task("step0").with_options(**task_options(step, None, "step0"))
     result: StepResult = task(
         round=round, site=site, include_processed=include_processed, sort_order=sort_order
     )
@@ -95,7 +97,12 @@ class DatesProcedure(Procedure):
         return self.step0.message if self.step0 else "step 0 not run (start_at_step)"
 
 
-@flow(name=FLOW_NAME, persist_result=True)
+def run_name() -> str:
+    """``round18-available-dates-1.0.0`` (or the legacy definition's name and version)."""
+    return flow_run_name_of_context(FLOW_NAME)
+
+
+@flow(name=FLOW_NAME, flow_run_name=run_name, persist_result=True)
 def available_dates(
     round: str = "round18",
     site: str = "default",
@@ -144,8 +151,11 @@ def available_dates(
     try:
         summary = procedure.run(p.get("start_at_step"))
     except OperatorAbort as exc:
+        # a person stopped the run: Cancelled with who and why, not a failure
         recording.finish(rec, "aborted", str(exc))
-        raise
+        return Cancelled(  # type: ignore[return-value]
+            message=str(exc), data={"round": p["round"], "status": "aborted"}
+        )
     except Exception as exc:
         recording.finish(rec, "failed", f"{type(exc).__name__}: {exc}")
         raise

@@ -11,16 +11,19 @@ Deployment entrypoint: ``flows/backfill.py:backfill``.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
-from prefect import flow, tags
+from prefect import flow, get_client, tags
 from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
+from prefect.states import Cancelled, State
 
 from flows import recording
 from flows.available_dates import list_dates
 from flows.definitions import load
 from flows.hooks import cleanup_children
 from flows.logs import attach_topup_loggers
+from flows.naming import date_span, flow_run_name, flow_run_name_of_context
 from flows.recording import RunRecord
 from flows.submit_constants import submit_constants
 from flows.topup_standard import current_run_id, topup_standard
@@ -49,8 +52,31 @@ def choose_dates(
     return dates[:max_dates] if max_dates else dates
 
 
+def run_name() -> str:
+    """``round18-backfill`` (``-<first>-<last>`` when dates are given; renamed once chosen)."""
+    return flow_run_name_of_context(FLOW_NAME)
+
+
+def rename(run_key: str, p: dict[str, Any], dates: list[str]) -> None:
+    """Name the run by the dates it will process, once step 0 chose them."""
+    if not dates:
+        return
+    name = flow_run_name(FLOW_NAME, {**p, "dates": ",".join(date_span(dates))})
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_name(UUID(run_key), name)
+    except Exception as exc:  # a name is a convenience: the backfill goes on
+        get_run_logger().warning("could not rename the run to %s: %s", name, exc)
+
+
+def aborted(state: State[Any]) -> bool:
+    """A child run an operator aborted (it ends Cancelled with "aborted by <who>")."""
+    return state.is_cancelled() and (state.message or "").startswith("aborted by")
+
+
 @flow(
     name=FLOW_NAME,
+    flow_run_name=run_name,
     persist_result=True,
     on_cancellation=[cleanup_children],
     on_crashed=[cleanup_children],
@@ -106,6 +132,7 @@ def backfill(
         p["max_dates"],
     )
     log.info("backfill of %s with %s: %s", p["round"], per_date.tag, todo or "nothing to do")
+    rename(run_key, p, todo)
     common = {
         k: p[k]
         for k in (
@@ -126,9 +153,8 @@ def backfill(
     owner_tags = [t for t in own_tags if t.startswith(USER_TAG)]
     done: list[dict[str, Any]] = []
     for i, date in enumerate(todo):
-        child = topup_standard.with_options(flow_run_name=f"{p['round']}-{date}")
         with tags(*owner_tags):  # each date's run belongs to whom the backfill does
-            state = child(
+            state = topup_standard(
                 date=date,
                 workflow=per_date.name,
                 workflow_version=per_date.version,
@@ -139,6 +165,12 @@ def backfill(
         if not state.is_completed():
             rest = todo[i + 1 :]
             message = f"date {date} ended {state.type.value}: {state.message}; not started: {rest}"
+            if aborted(state):  # a person's decision, not a failure: the backfill ends with it
+                message = f"date {date} {state.message}; not started: {rest}"
+                recording.finish(rec, "aborted", message)
+                return Cancelled(  # type: ignore[return-value]
+                    message=message, data={"round": p["round"], "runs": done}
+                )
             recording.finish(rec, "failed", message)
             raise BackfillStopped(message)
     proposal = propose(p, per_date.steps, p["propose_submission"] and bool(done))
@@ -174,8 +206,7 @@ def propose(p: dict[str, Any], per_date_steps: list[Any], wanted: bool) -> dict[
         message = f"no submission proposed: dates not verified: {', '.join(blocking)}"
         log.warning(message)
         return {"proposed": False, "message": message}
-    child = submit_constants.with_options(flow_run_name=f"{p['round']}-submit-constants")
-    state = child(
+    state = submit_constants(
         round=p["round"],
         site=p["site"],
         operator_timeout_hours=p["operator_timeout_hours"],

@@ -136,10 +136,23 @@ def poll_seconds() -> float:
         return 5.0
 
 
-def ask(model: type[Answer], *, key: str, description: str, timeout_hours: float) -> Answer:
-    """Pause the flow run until an operator answers with ``model``'s fields."""
+def ask(
+    model: type[Answer],
+    *,
+    key: str,
+    description: str,
+    timeout_hours: float,
+    waits_for: str | None = None,
+) -> Answer:
+    """Pause the flow run until an operator answers with ``model``'s fields.
+
+    ``waits_for`` (``step 7 reset approval``) goes on the run as a label first, so the
+    notification and ``topup status`` can say which decision waits.
+    """
     from prefect.exceptions import FlowPauseTimeout
 
+    if waits_for:
+        label_waiting(waits_for)
     form = model.with_initial_data(description=description)
     try:
         with _ended_while_paused_stops_the_process():
@@ -153,6 +166,23 @@ def ask(model: type[Answer], *, key: str, description: str, timeout_hours: float
         raise OperatorTimeout(
             f"no operator answer within {timeout_hours:g} h (pause {key})"
         ) from None
+
+
+def label_waiting(waits_for: str) -> None:
+    """Set the run's ``topup.waits`` label (read by the waiting notification and the CLI)."""
+    from prefect import get_client
+    from prefect.context import FlowRunContext
+
+    from flows.naming import WAITS_LABEL
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(ctx.flow_run.id, {WAITS_LABEL: waits_for[:200]})
+    except Exception as exc:  # the pause matters, the label only helps to read it
+        logging.getLogger("topup.flows").warning("could not label the pause: %s", exc)
 
 
 @contextmanager

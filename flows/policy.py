@@ -21,6 +21,7 @@ from typing import Any
 from prefect.client.schemas.objects import State, TaskRun
 
 from flows.definitions import StepDefinition
+from flows.naming import task_run_name
 from steps.remote.errors import RemoteError
 from steps.results import StepError
 
@@ -109,10 +110,17 @@ def task_options(
     """``Task.with_options`` arguments from the definition.
 
     An irreversible task is never retried by Prefect, whatever the definition says: what
-    happens after its failure is a person's decision.
+    happens after its failure is a person's decision. With ``task_name`` the task run is
+    named by the step's label and title (``1.4 Merge the interval plots ...``).
     """
+    named = (
+        {"task_run_name": task_run_name(step.label, step.title, task_name, step.tasks)}
+        if task_name is not None
+        else {}
+    )
     if task_name is not None and irreversible(task_name):
         return {
+            **named,
             "retries": 0,
             "retry_delay_seconds": 0,
             "timeout_seconds": timeout_minutes(step, max_wait_minutes) * MIN,
@@ -120,6 +128,7 @@ def task_options(
         }
     delays = step.retry_delays(delay_scale())
     return {
+        **named,
         "retries": step.retries,
         "retry_delay_seconds": delays or 0,
         "timeout_seconds": timeout_minutes(step, max_wait_minutes) * MIN,

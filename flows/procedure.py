@@ -18,6 +18,7 @@ from prefect.logging import get_run_logger
 
 from flows import recording
 from flows.definitions import DefinitionError, StepDefinition, WorkflowDefinition
+from flows.naming import waiting_for
 from flows.operator import (
     Answer,
     ApprovalDecision,
@@ -282,7 +283,11 @@ class Procedure:
         """Pause for ``model``'s answer once every artifact so far is visible beside the form."""
         recording.flush(self.rec)
         return ask(
-            model, key=key, description=description, timeout_hours=self.o.operator_timeout_hours
+            model,
+            key=key,
+            description=description,
+            timeout_hours=self.o.operator_timeout_hours,
+            waits_for=waiting_for(key, self.definition.steps),
         )
 
     def approval(

@@ -4,7 +4,9 @@ Every step result goes to the store (``store.repository``) and to a table artifa
 files; downloaded PDFs also get a link artifact; a progress artifact shows steps done / total;
 a markdown artifact and the flow-run tag ``workflow:<name>@<version>`` say which definition
 version the run executed. Artifact keys are stable per round, date and step, so the Prefect UI
-shows the history of a date across runs.
+shows the history of a date across runs, and they sort in procedure order (``KEY_ASC``): the
+run's overview first (``a-``), then each step by its label (``s1-4-``), the transcript last
+(``z-``).
 
 Artifacts go through the run's ``ArtifactSender`` (a background thread): a step does not wait
 for their HTTP requests. ``flush`` runs before every pause and ``finish`` at the end of the run,
@@ -31,6 +33,7 @@ from prefect.logging import get_run_logger
 from flows import download_links
 from flows.artifact_sender import ArtifactSender
 from flows.definitions import StepDefinition, WorkflowDefinition
+from flows.naming import run_tags, with_workflow_tag
 from steps import download_folders
 from steps.results import FileRecord, StepResult
 from store import repository
@@ -48,6 +51,14 @@ def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     raw = "-".join(p for p in parts if p)
     return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", raw.lower())).strip("-")[:200]
+
+
+def step_part(label: str) -> str:
+    """The key part that sorts a step's artifacts by its label: ``1.4`` -> ``s1-4``."""
+    return "s" + label
+
+
+RUN_START, RUN_END = "a", "z"  # key parts of the run's overview and of its transcript
 
 
 @dataclass
@@ -96,8 +107,10 @@ def announce(rec: RunRecord, flow_name: str, parameters: dict[str, Any]) -> None
     d = rec.definition
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(rec.flow_run_id))
-        tags = [t for t in run.tags if not t.startswith("workflow:")]
-        client.update_flow_run(UUID(rec.flow_run_id), tags=[*tags, d.tag, f"round:{rec.round}"])
+        # idempotent: a retried or resumed run announces itself again
+        tags = run_tags(with_workflow_tag(run.tags, d.tag), round=rec.round, date=rec.date)
+        if tags != list(run.tags):
+            client.update_flow_run(UUID(rec.flow_run_id), tags=tags)
     repository.start_workflow_run(
         flow_run_id=rec.flow_run_id,
         flow_name=flow_name,
@@ -121,7 +134,7 @@ def announce(rec: RunRecord, flow_name: str, parameters: dict[str, Any]) -> None
                 "| step | id | what | timeout (min) | retries | approval |\n"
                 f"|---|---|---|---|---|---|\n{steps}\n"
             ),
-            key=rec.key("workflow"),
+            key=rec.key(RUN_START, "workflow"),
             description=f"{d.name}@{d.version}",
         )
     )
@@ -149,7 +162,7 @@ def start_progress(rec: RunRecord, total: int) -> None:
     rec.sender.create(
         ProgressArtifact(
             progress=0.0,
-            key=rec.key("progress"),
+            key=rec.key(RUN_START, "progress"),
             description=f"0 / {total} steps of {rec.definition.name}@{rec.definition.version}",
         ),
         then=created,
@@ -194,7 +207,7 @@ def _send_transcript(rec: RunRecord) -> None:
     """The run's remote commands as a table artifact (``flows.transcript``)."""
     from flows import transcript
 
-    table = transcript.artifact(rec.flow_run_id, rec.key("transcript"))
+    table = transcript.artifact(rec.flow_run_id, rec.key(RUN_END, "transcript"))
     if table is not None:
         rec.sender.create(table)
 
@@ -310,7 +323,7 @@ def record_result(
                     }
                     for f in result.files
                 ],
-                key=rec.key(task_name, "files"),
+                key=rec.key(step_part(step.label), task_name, "files"),
                 description=f"{result.step or step.label} {step.title}: {len(result.files)} files",
             )
         )
@@ -320,7 +333,7 @@ def record_result(
                 LinkArtifact(
                     link=_download_link(rec, f),
                     link_text=Path(f.local_path or f.path).name,
-                    key=rec.key(Path(f.local_path or f.path).stem, "pdf"),
+                    key=rec.key(step_part(step.label), Path(f.local_path or f.path).stem, "pdf"),
                     description=f"{step.label} {step.title} — sha256 {f.sha256}",
                 )
             )
@@ -335,7 +348,7 @@ def record_dry_run(rec: RunRecord, part: str, bounds: dict[str, int], output: st
                 f"## Step 8.{part}: dry run (`-sub_switch 0`) of runs {bounds['run_from']}–"
                 f"{bounds['run_to']}\n\n```\n{output[-20000:]}\n```\n"
             ),
-            key=rec.key("step8", part, "dry-run"),
+            key=rec.key(step_part(f"8.{part}"), "dry-run"),
             description=f"8.{part} dry run, before the operator's approval",
         )
     )
@@ -358,7 +371,7 @@ def record_range_check(
                     else "Every run is from a verified date or was submitted before.\n"
                 )
             ),
-            key=rec.key("step8", "range"),
+            key=rec.key(step_part("8.0"), "range"),
             description="step 8: dates of the run range",
         )
     )

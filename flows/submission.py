@@ -251,7 +251,7 @@ class Submitter:
             )
             # read again, past the task cache (same inputs, new file contents)
             task = step_task("step8_range").with_options(
-                cache_policy=NO_CACHE, **task_options(self.step, None)
+                cache_policy=NO_CACHE, **task_options(self.step, None, "step8_range")
             )
             rng = task(
                 date=self.o.date, round=self.o.round, run_key=self.o.run_key, site=self.o.site
@@ -259,7 +259,9 @@ class Submitter:
 
     def set_aside(self, runs: list[int], by: str, note: str) -> dict[str, object]:
         """Remove the runs' lines from the cumulative files, their constants to excluded/."""
-        task = step_task(SET_ASIDE_TASK).with_options(**task_options(self.step, None))
+        task = step_task(SET_ASIDE_TASK).with_options(
+            **task_options(self.step, None, SET_ASIDE_TASK)
+        )
         result: StepResult = task(
             round=self.o.round,
             runs=runs,

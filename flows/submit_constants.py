@@ -22,6 +22,7 @@ from flows import recording, transcript
 from flows.definitions import load
 from flows.hooks import cleanup_remote
 from flows.logs import attach_topup_loggers
+from flows.naming import flow_run_name_of_context
 from flows.operator import OperatorAbort
 from flows.procedure import Outcome, Procedure, RunOptions, check_tasks
 from flows.recording import RunRecord
@@ -32,8 +33,14 @@ from store import ledger
 FLOW_NAME = "submit-constants"
 
 
+def run_name() -> str:
+    """``round18-submit-constants`` (with the run range when one is given)."""
+    return flow_run_name_of_context(FLOW_NAME)
+
+
 @flow(
     name=FLOW_NAME,
+    flow_run_name=run_name,
     persist_result=True,
     on_cancellation=[cleanup_remote],
     on_crashed=[cleanup_remote],

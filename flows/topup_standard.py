@@ -26,6 +26,7 @@ from flows import recording, transcript
 from flows.definitions import WorkflowDefinition, load
 from flows.hooks import cleanup_remote
 from flows.logs import attach_topup_loggers
+from flows.naming import flow_run_name_of_context
 from flows.operator import OperatorAbort
 from flows.procedure import Procedure, RunOptions, check_tasks
 from flows.recording import RunRecord
@@ -78,8 +79,14 @@ def checked_parameters(
     )
 
 
+def run_name() -> str:
+    """``round18-250624-topup-standard-1.2.0``: what the run is, from its parameters."""
+    return flow_run_name_of_context(FLOW_NAME)
+
+
 @flow(
     name=FLOW_NAME,
+    flow_run_name=run_name,
     persist_result=True,
     on_cancellation=[cleanup_remote],
     on_crashed=[cleanup_remote],

@@ -17,8 +17,10 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
+from flows.naming import flow_run_name, run_tags
 from topup_cli.settings import CliSettings
 from topup_cli.state import StackState, read_state
 
@@ -66,20 +68,23 @@ def resolve(settings: CliSettings, api_url: str | None = None) -> Target:
 
 
 def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:
-    """A flow run by id or by name (names are what the UI shows, e.g. ``round18-250624``)."""
+    """A flow run by id or by name (what the UI shows, e.g.
+    ``round18-250624-topup-standard-1.2.0``; the newest run of that name)."""
     try:
         return client.read_flow_run(UUID(ref))
     except ValueError:
         pass
     except ObjectNotFound:
         raise CliError(f"no flow run with id {ref}") from None
+    # Names say what a run is (round18-250624-topup-standard-1.2.0): a date run again has
+    # the same name, and the name means its newest run.
     runs = client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[ref])), limit=2
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[ref])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=1,
     )
     if not runs:
         raise CliError(f"no flow run named {ref!r}")
-    if len(runs) > 1:
-        raise CliError(f"several flow runs are named {ref!r}; use the id")
     return runs[0]
 
 
@@ -91,15 +96,23 @@ def start_run(
     tags: list[str] | None = None,
 ) -> FlowRun:
     """Create a flow run of ``<flow>/<deployment>``; the worker picks it up. ``tags`` are
-    added to the deployment's (e.g. ``facade-user:<name>``: whom the run is for)."""
+    added to the deployment's (e.g. ``facade-user:<name>``: whom the run is for), with the
+    run's ``round:`` and ``date:`` tags. The run is named by what it is from the start (the
+    flow names it the same way when it starts)."""
     try:
         dep = client.read_deployment_by_name(deployment)
     except ObjectNotFound:
         raise CliError(
             f"deployment {deployment!r} does not exist (is the stack up and deployed?)"
         ) from None
+    given = {**(dep.parameters or {}), **parameters}
     return client.create_flow_run_from_deployment(
-        dep.id, parameters=parameters, name=name, tags=[*(dep.tags or []), *(tags or [])]
+        dep.id,
+        parameters=parameters,
+        name=name or flow_run_name(deployment.split("/", 1)[0], given),
+        tags=run_tags(
+            [*(dep.tags or []), *(tags or [])], round=given.get("round"), date=given.get("date")
+        ),
     )
 
 

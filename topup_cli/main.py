@@ -181,8 +181,18 @@ def status(
     from topup_cli.control import stack_status
 
     st = stack_status(_settings(data_dir).state_file)
+    waiting = _waiting(st.api_url if st.running else None)
     if as_json:
-        typer.echo(json.dumps({**st.model_dump(), "all_healthy": st.all_healthy}, indent=1))
+        typer.echo(
+            json.dumps(
+                {
+                    **st.model_dump(),
+                    "all_healthy": st.all_healthy,
+                    "waiting": [w.model_dump() for w in waiting or []],
+                },
+                indent=1,
+            )
+        )
         raise typer.Exit(0 if st.all_healthy else 1)
     if st.supervisor_pid is None:
         console.print("no stack (no state file in the data dir)")
@@ -196,7 +206,33 @@ def status(
     for c in st.components:
         table.add_row(c.name, str(c.pid), _yes(c.alive), _yes(c.healthy), c.url or "")
     console.print(table)
+    _print_waiting(waiting)
     raise typer.Exit(0 if st.all_healthy else 1)
+
+
+def _waiting(api_url: str | None) -> list[Any] | None:
+    """The runs waiting for an operator (None when the API cannot be asked)."""
+    if not api_url:
+        return None
+    from topup_cli.waiting import waiting_runs
+
+    try:
+        return waiting_runs(api_url)
+    except (OSError, httpx.HTTPError):
+        return None
+
+
+def _print_waiting(waiting: list[Any] | None) -> None:
+    """One line per run that waits: its date and the decision it waits for."""
+    if waiting is None:
+        return
+    if not waiting:
+        console.print("no run waits for an operator")
+        return
+    console.print(f"{len(waiting)} run(s) wait for an operator:")
+    for w in waiting:
+        what = " ".join(p for p in (w.round, w.date) if p)
+        console.print(f"  {escape(what)}: {escape(w.waits_for)}  [dim]({escape(w.name)})[/]")
 
 
 def _yes(flag: bool) -> str:

@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flows.definitions import WorkflowDefinition
+from flows.naming import task_of
 
 FINISHED_OK = ("Completed", "Cached")
 
@@ -69,8 +70,8 @@ class StepView:
 
 
 def base_task_name(task: TaskRun) -> str:
-    """``step1_1`` of the task run named ``step1_1-a3f``."""
-    return task.name.rsplit("-", 1)[0]
+    """``step1_1`` of a task run (its name is the step's label and title, for people)."""
+    return task_of(task.task_key)
 
 
 Answerer = Callable[[PauseRequest], dict[str, Any] | None]

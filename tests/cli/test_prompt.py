@@ -33,6 +33,7 @@ from tests.cli.helpers import cli_env, site_with_round
 from tests.fixtures_stack import StackRuns
 from tests.stack.helpers import SIM_FAST
 from topup_cli.stack import PrefectStack
+from topup_cli.waiting import waiting_runs
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +220,7 @@ def test_terminal_prompt_continue_completes_the_run(
     run = stack_runs.read(run_id)
     assert run.state_name == "Completed", run.state
     # Step 1.3 failed once (the pause), then passed on "decide"; 1.4 ran after it.
-    states = [(t.name.rsplit("-", 1)[0], t.state_name) for t in stack_runs.task_runs(run_id)]
+    states = [(t.task_key.rsplit("-", 1)[0], t.state_name) for t in stack_runs.task_runs(run_id)]
     assert ("step1_3", "Failed") in states and ("step1_3", "Completed") in states, states
     assert ("step1_4", "Completed") in states, states
     # bob chose to register the odd run: it is in interval.txt, by his decision.
@@ -237,6 +238,16 @@ def test_terminal_prompt_abort_cancels_the_run_with_the_reason(
     sim.set_faults(**{**SIM_FAST, "ist": {str(ODD_RUN): 14000000}})
     term, run_id = _run_on_terminal(stack, stack_site, terminal_env, stack_runs)
     try:
+        # named by what it is from the start; `topup status` lists it with its date and the
+        # decision that waits
+        assert f"started flow run {ROUND}-{DATE}-topup-standard-steps-1.0.2 (" in term.text
+        stack_runs.wait(run_id, lambda r: bool(r.state and r.state.is_paused()), what="Paused")
+        (waiting,) = [w for w in waiting_runs(stack.api_url) if w.id == str(run_id)]
+        assert (waiting.round, waiting.date, waiting.waits_for) == (
+            ROUND,
+            DATE,
+            "step 1.3 IST decision",
+        )
         _answer_action(term, "abort", "carol", "beam was off")
         final = term.expect(r"flow run \S+: Cancelled - (.*)", timeout=300)
         code = term.finish(timeout=60)
@@ -249,5 +260,5 @@ def test_terminal_prompt_abort_cancels_the_run_with_the_reason(
     assert run.state is not None and run.state.is_cancelled(), run.state
     assert "aborted by carol at step 1.3" in (run.state.message or "")
     assert "beam was off" in (run.state.message or "")
-    names = {t.name.rsplit("-", 1)[0] for t in stack_runs.task_runs(run_id)}
+    names = {t.task_key.rsplit("-", 1)[0] for t in stack_runs.task_runs(run_id)}
     assert "step1_4" not in names  # nothing ran after the abort

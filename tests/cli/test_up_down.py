@@ -67,11 +67,13 @@ def test_up_status_down(data: Path) -> None:
         assert EXPECTED <= set(comps)
         assert all(c["alive"] and c["healthy"] for c in comps.values())
         assert comps["facade"]["url"].endswith("/docs")
+        assert report["waiting"] == []  # no run waits for an operator yet
 
         # The human view shows the same, and the site file reaches the flow runs.
         res = runner.invoke(app, ["status", "--data-dir", str(data)])
         assert res.exit_code == 0, res.output
         assert "facade" in res.output and "sshd-login" in res.output
+        assert "no run waits for an operator" in res.output
         assert (data / "sites" / "sim.json").is_file()
 
         # A second `up` on the same data dir refuses (and leaves the running one alone).

@@ -56,7 +56,7 @@ def task_runs(e2e: E2E, flow_run_id: str) -> list[TaskRun]:
 
 def base_name(task: TaskRun) -> str:
     """``step1_1`` of the task run named ``step1_1-a3f``."""
-    return task.name.rsplit("-", 1)[0]
+    return task.task_key.rsplit("-", 1)[0]
 
 
 def test_facade_reports_the_run_its_outputs_and_pdfs(e2e: E2E, completed: Completed) -> None:
@@ -130,7 +130,7 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
 
     # 20 steps, every one of its tasks completed exactly once
     steps = definition_tasks()
-    runs = [t for t in task_runs(e2e, completed.flow_run_id) if t.name.startswith("step")]
+    runs = [t for t in task_runs(e2e, completed.flow_run_id) if t.task_key.startswith("step")]
     counts = Counter(base_name(t) for t in runs)
     assert counts == Counter(t for ts in steps.values() for t in ts)
     assert {t.state.name for t in runs if t.state} == {"Completed"}
@@ -143,8 +143,8 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
     assert [float(a.data) for a in by_type["progress"]] == [100.0]
     # a files table per step that produced files
     table_keys = {a.key for a in by_type["table"]}
-    assert f"{ROUND}-{DATE}-step1-1-files" in table_keys
-    assert f"{ROUND}-{DATE}-step6-2-files" in table_keys
+    assert f"{ROUND}-{DATE}-s1-1-step1-1-files" in table_keys
+    assert f"{ROUND}-{DATE}-s6-2-step6-2-files" in table_keys
     # the PDF links (link artifacts are stored as markdown "[name](url)"), to the facade
     links = {a.key: str(a.data) for a in by_type["markdown"] if (a.key or "").endswith("-pdf")}
     assert len(links) == PDF_COUNT
@@ -152,7 +152,7 @@ def test_prefect_api_shows_the_completed_run_tasks_and_artifacts(
     folder = download_folders.relative_folder(e2e.downloads, completed.flow_run_id)
     facade_prefix = f"({e2e.facade.base_url}/api/downloads/{folder}/"
     assert all(facade_prefix in v and ".pdf?expires=" in v and "&sig=" in v for v in links.values())
-    ist = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
+    ist = links[f"{ROUND}-{DATE}-s1-4-mergedd-ist-{DATE}-pdf"]
     url = ist[ist.index("(") + 1 : ist.rindex(")")]
     with e2e.client() as c:
         body = c.get(url)
@@ -251,7 +251,7 @@ def test_prefect_ui_shows_the_run_its_task_runs_and_pdf_artifacts(
 
         # The IST report's link artifact, as the UI shows it: its link opens in the browser,
         # which sends no token, and it is the PDF.
-        ist = next(a for a in artifacts if a.key == f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf")
+        ist = next(a for a in artifacts if a.key == f"{ROUND}-{DATE}-s1-4-mergedd-ist-{DATE}-pdf")
         driver.get(f"{base}/artifacts/artifact/{ist.id}")
         anchor = browser.element_when_present(driver, "a[href*='sig=']", timeout=90)
         href = str(anchor.get_attribute("href"))

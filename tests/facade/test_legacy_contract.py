@@ -9,12 +9,15 @@ runs at this test's simulated site and keep them short.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from tests.facade.served import Served, wait_for
 from tests.stack.helpers import SIM_FAST
+from topup_cli.stack import PrefectStack
 
 pytestmark = pytest.mark.slow
 
@@ -310,7 +313,9 @@ def test_topup_standard_steps_session(sim: Any, stack_site: str, live_facade: Se
     assert len(step_runs(task, "step1_4")) == 2
 
 
-def test_topup_standard_session(sim: Any, stack_site: str, live_facade: Served) -> None:
+def test_topup_standard_session(
+    sim: Any, stack_site: str, live_facade: Served, stack: PrefectStack
+) -> None:
     """The SKILL quick start on the 21-step workflow (fixed: ``user_id`` repeated) →
     start → pause during 1.1 → resume with a new ``max_wait_minutes`` → resume
     ``retry_from_step`` → cancel; every answer in the legacy shape."""
@@ -356,6 +361,20 @@ def test_topup_standard_session(sim: Any, stack_site: str, live_facade: Served) 
     wait_status(c, task_id, "paused", timeout=120)
     task = detail(c, task_id)
     assert task["pause_at_step"] == "step1_1" and task["progress_percentage"] == 100 // 21
+    # Prefect names the run and its task runs for people; the legacy answer keeps the task's
+    # name, and the run has one round: and one date: tag
+    assert {e["task_run_name"] for e in task["executions"]} == {"step1_1"}
+    with stack.sync_client() as client:
+        run = client.read_flow_run(UUID(task["flow_run_id"]))
+        (task_run,) = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    assert run.name == "round18-250626-topup-standard-1.0.0"
+    assert task_run.name == "1.1 First-pass jobs (genJob.sh, boss.condor)"
+    assert [t for t in run.tags if t.startswith(("round:", "date:"))] == [
+        "round:round18",
+        "date:250626",
+    ]
 
     resumed = c.post(f"/api/tasks/{task_id}/resume", json={"parameters": {"max_wait_minutes": 30}})
     assert resumed.status_code == 200, resumed.text

@@ -12,6 +12,7 @@ from prefect.states import Cancelling
 from flows.available_dates import available_dates
 from flows.backfill import backfill
 from flows.hooks import cleanup_remote
+from flows.naming import WAITS_LABEL
 from flows.topup_standard import topup_standard
 from store import repository
 from tests.flows.conftest import (
@@ -58,7 +59,17 @@ def test_backfill_runs_every_unprocessed_date_oldest_first(flow_env: FlowEnv) ->
     assert [r.parameters["date"] for r in children] == ["240501", "240502"]
     assert all(r.state_name == "Completed" for r in children)
     assert children[0].end_time <= children[1].start_time  # type: ignore[operator]
+    # named by what they are: the backfill by its round and dates, each child by its date;
+    # one round: and one date: tag each
+    assert read_run(state.state_details.flow_run_id).name == "round17-backfill-240501-240502"
+    assert [r.name for r in children] == [
+        f"round17-{d}-topup-standard-steps-1.0.2" for d in ("240501", "240502")
+    ]
     for child in children:
+        assert [t for t in child.tags if t.startswith(("round:", "date:"))] == [
+            "round:round17",
+            f"date:{child.parameters['date']}",
+        ]
         assert "workflow:topup-standard-steps@1.0.2" in child.tags
         wf = repository.workflow_run(str(child.id))
         assert wf is not None and wf.round == "round17" and wf.status == "completed"
@@ -70,6 +81,46 @@ def test_backfill_runs_every_unprocessed_date_oldest_first(flow_env: FlowEnv) ->
         )["dates"]
         == []
     )
+
+
+def test_an_operators_abort_ends_a_dates_run_and_a_backfill_cancelled(flow_env: FlowEnv) -> None:
+    """Aborting is a person's decision, not a failure: Cancelled, with who and why."""
+    tag = unique_tag()
+
+    def abort_review() -> None:
+        run = wait_paused(tag, key="step0-review")
+        assert run.name == "round18-get-available-dates-1.0.3"
+        assert (run.labels or {}).get(WAITS_LABEL) == "step 0 review"
+        resume_flow_run(run.id, run_input={"action": "abort", "name": "frank", "note": "wrong"})
+
+    with Driver(abort_review) as driver, tags(tag):
+        state = available_dates(round="round18", workflow="get-available-dates", return_state=True)
+    driver.check()
+    assert state.is_cancelled(), state.type
+    assert (state.message or "").startswith("aborted by frank") and "wrong" in state.message
+
+    odd = flow_env.sim.runs("round17", "240501")[0]
+    flow_env.sim.set_faults(ist={odd: 14000000})
+    tag = unique_tag()
+
+    def abort_ist() -> None:
+        run = wait_paused(tag, key="step1-3-ist-1")
+        assert (run.labels or {}).get(WAITS_LABEL) == "step 1.3 IST decision"
+        resume_flow_run(run.id, run_input={"action": "abort", "name": "gina", "note": "beam"})
+
+    with Driver(abort_ist) as driver, tags(tag):
+        state = backfill(
+            round="round17",
+            workflow="topup-standard-steps",
+            workflow_version="1.0.2",
+            **FAST,
+            return_state=True,
+        )
+    driver.check()
+    assert state.is_cancelled(), (state.type, state.message)
+    message = state.message or ""
+    assert message.startswith("date 240501 aborted by gina") and "beam" in message
+    assert "not started: ['240502']" in message
 
 
 def test_cancellation_hook_removes_the_runs_jobs(flow_env: FlowEnv) -> None:

@@ -35,7 +35,7 @@ def _stage1(sim: Any) -> list[dict[str, Any]]:
 
 
 def _task_states(flow_run_id: Any) -> list[tuple[str, str]]:
-    return [(t.name.rsplit("-", 1)[0], t.state_name or "") for t in task_runs(flow_run_id)]
+    return [(t.task_key.rsplit("-", 1)[0], t.state_name or "") for t in task_runs(flow_run_id)]
 
 
 def test_job_that_never_finishes_fails_after_the_wait_listing_the_run(
@@ -55,7 +55,7 @@ def test_job_that_never_finishes_fails_after_the_wait_listing_the_run(
     assert step.runs_incomplete == [85421] and step.runs_complete == [85420, 85422]
     # 1111 is a retry code: Prefect retried the task (definition: 2 retries), re-attaching
     # to the jobs each time instead of submitting them again
-    (task,) = [t for t in task_runs(run_id) if t.name.startswith("step1_1")]
+    (task,) = [t for t in task_runs(run_id) if t.task_key.startswith("step1_1")]
     assert task.run_count == 3 and task.state_name == "Failed"
     assert len(_stage1(sim)) == len(RUNS)
     wf = repository.workflow_run(run_id)
@@ -117,6 +117,13 @@ def test_same_run_retry_returns_cached_steps_and_start_at_step_skips(
     lines = Path(sim.inj("round18"), "interval.txt").read_text().splitlines()
     assert sum(line.startswith("85421 ") for line in lines) == 1  # 1.3 did not append twice
     assert (repository.workflow_run(str(run_id)) or object()).status == "completed"  # type: ignore[attr-defined]
+    # the retried run keeps its name and has one round: and one date: tag, not two
+    retried = read_run(run_id)
+    assert retried.name == f"round18-{DATE}-topup-standard-steps-1.0.2"
+    assert [t for t in retried.tags if t.startswith(("round:", "date:"))] == [
+        "round:round18",
+        f"date:{DATE}",
+    ]
 
     # a new run starting at 1.4: the earlier steps are skipped, not run
     later = topup_standard(date=DATE, **SUBSET, **FAST, start_at_step="step1_4", return_state=True)

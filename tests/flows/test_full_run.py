@@ -12,8 +12,10 @@ from uuid import UUID
 import pytest
 from prefect import get_client, tags
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.sorting import ArtifactSort
 
 from flows import download_links
+from flows.definitions import load
 from flows.topup_standard import topup_standard
 from steps import download_folders
 from store import dates as date_store
@@ -70,9 +72,18 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(
     assert len(summary["steps"]) == 20
     run_id = summary["flow_run_id"]
 
-    # every step's task ran once and completed
-    names = [t.name.rsplit("-", 1)[0] for t in task_runs(UUID(run_id))]
+    # every step's task ran once and completed; each task run is named by the step's label
+    # and title, as operators say it
+    runs_of_tasks = task_runs(UUID(run_id))
+    names = [t.task_key.rsplit("-", 1)[0] for t in runs_of_tasks]
     assert len(names) == 20 and len(set(names)) == len(names)
+    definition = load("topup-standard", "1.2.0")
+    assert sorted(t.name for t in runs_of_tasks) == sorted(
+        f"{s.label} {s.title}" for s in definition.steps
+    )
+    assert "1.4 Merge the interval plots into a PDF and download it" in {
+        t.name for t in runs_of_tasks
+    }
 
     # outputs: rows per step, the right runs, the right sha256 (files moved later by 1.2 or
     # the reset are found under their new directory with the same content)
@@ -150,8 +161,15 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(
         assert "workflow:topup-standard@1.2.0" in run.tags and tag in run.tags
         # the reports' folder: <downloads>/<round>/<date>/<flow run name>/
         assert folder == flow_env.downloads / ROUND / DATE / run.name
+        # named by what it is; one round and one date tag
+        assert run.name == f"{ROUND}-{DATE}-topup-standard-1.2.0"
+        assert [t for t in run.tags if t.startswith(("round:", "date:"))] == [
+            f"round:{ROUND}",
+            f"date:{DATE}",
+        ]
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])),
+            sort=ArtifactSort.KEY_ASC,
             limit=200,
         )
         limit = client.read_global_concurrency_limit_by_name(f"topup-round-{ROUND}")
@@ -160,11 +178,11 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(
         kinds.setdefault(a.type or "", []).append(a)
     assert max(float(a.data) for a in kinds["progress"]) == 100.0  # type: ignore[arg-type]
     table_keys = {a.key for a in kinds["table"]}
-    assert f"{ROUND}-{DATE}-step1-1-files" in table_keys
+    assert f"{ROUND}-{DATE}-s1-1-step1-1-files" in table_keys
     # link artifacts are stored as markdown "[name](link)"
     links = {a.key: str(a.data) for a in kinds["markdown"] if (a.key or "").endswith("-pdf")}
     assert len(links) == 8
-    ist_link = links[f"{ROUND}-{DATE}-mergedd-ist-{DATE}-pdf"]
+    ist_link = links[f"{ROUND}-{DATE}-s1-4-mergedd-ist-{DATE}-pdf"]
     # a signed, expiring link to the facade, valid for that file only
     url = urlsplit(ist_link[ist_link.index("(") + 1 : ist_link.rindex(")")])
     name = unquote(url.path.removeprefix(urlsplit(FACADE_BASE).path + "/"))
@@ -177,3 +195,15 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(
     )
     assert any("topup-standard@1.2.0" in str(a.data) for a in kinds["markdown"])
     assert limit.limit == 1 and limit.active_slots == 0
+    # sorted by key, the artifacts read in procedure order: the run's overview, each step's
+    # by its label (the description starts with it), the transcript last; task results
+    # (type "result", no key) are not shown among a run's artifacts
+    keyed = [a for a in arts if a.key]
+    keys = [a.key for a in keyed]
+    assert keys[:2] == [f"{ROUND}-{DATE}-a-progress", f"{ROUND}-{DATE}-a-workflow"]
+    assert keys[-1] == f"{ROUND}-{DATE}-z-transcript"
+    position = {s.label: i for i, s in enumerate(definition.steps)}
+    labels = [(a.description or "").split(" ", 1)[0] for a in keyed[2:-1]]
+    assert set(labels) <= set(position), labels
+    assert [position[x] for x in labels] == sorted(position[x] for x in labels), labels
+    assert len(labels) >= 20

@@ -32,7 +32,7 @@ def test_crash_pauses_at_once_with_its_evidence_and_abort_ends_it(flow_env: Flow
         seen["asked_after"] = f"{time.monotonic() - started:.1f}"
         seen["form"] = _form_description(run.id, "step1-1-manual-1")
         # one attempt only: a crash is never retried by Prefect
-        (task,) = [t for t in task_runs(run.id) if t.name.startswith("step1_1")]
+        (task,) = [t for t in task_runs(run.id) if t.task_key.startswith("step1_1")]
         seen["run_count"] = str(task.run_count)
         resume_flow_run(run.id, run_input={"action": "abort", "name": "erin", "note": "OOM"})
 

@@ -18,6 +18,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.flow_runs import resume_flow_run
 
 from flows.definitions import load
+from flows.naming import WAITS_LABEL
 from flows.topup_standard import topup_standard
 from store import dates as date_store
 from store import repository
@@ -148,7 +149,11 @@ def test_reset_and_db_submission_wait_for_approval(flow_env: FlowEnv) -> None:
 
     def resume_at(key: str, run_input: dict[str, Any]) -> Any:
         run = wait_paused(tag, key=key)
-        seen[key] = {"ledger": list(sim.db_ledger()), "text": _form_description(run.id, key)}
+        seen[key] = {
+            "ledger": list(sim.db_ledger()),
+            "text": _form_description(run.id, key),
+            "waits": (run.labels or {}).get(WAITS_LABEL),  # set before the pause
+        }
         resume_flow_run(run.id, run_input=run_input)
         return run
 
@@ -179,6 +184,15 @@ def test_reset_and_db_submission_wait_for_approval(flow_env: FlowEnv) -> None:
     for i, key in enumerate(["step8-approve-1", "step8-approve-2", "step8-approve-3"]):
         assert {e["kind"] for e in seen[key]["ledger"]} == set(kinds[:i]), key
         assert "planned" in seen[key]["text"] and "sub_switch 0" in seen[key]["text"]
+    # each pause says which decision waits (notifications and `topup status` show it)
+    assert {k: v["waits"] for k, v in seen.items() if isinstance(v, dict)} == {
+        "step7-verify-1": "step 7 verification (date not verified)",
+        "step7-approve": "step 7 reset approval",
+        "step8-range-1": "step 8 run range decision",
+        "step8-approve-1": "step 8.1 database submission approval",
+        "step8-approve-2": "step 8.2 database submission approval",
+        "step8-approve-3": "step 8.3 database submission approval",
+    }
     ledger = sim.db_ledger()
     assert {e["kind"] for e in ledger} == set(kinds)
     assert len({(e["kind"], e["file"]) for e in ledger}) == len(ledger)  # each insert once

@@ -295,7 +295,7 @@ def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: Flo
     started = [s for s in sim_submissions(sim.root) if s.get("kind") == "InjSigInterval"]
     assert len(started) == 1 and started[0]["rows_inserted"] == 1  # the partial insert, once
     run_id = str(state.state_details.flow_run_id)
-    submit_runs = [t for t in task_runs(run_id) if t.name.startswith("step8_1_submit")]
+    submit_runs = [t for t in task_runs(run_id) if t.task_key.startswith("step8_1_submit")]
     assert len(submit_runs) == 1 and submit_runs[0].run_count == 1  # never retried
     decided = [d for d in repository.decisions(run_id) if d.kind == "resubmit"]
     assert [(d.decision, d.decided_by) for d in decided] == [("skip", "dave")]

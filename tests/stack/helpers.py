@@ -17,13 +17,14 @@ def state_name(run: FlowRun | TaskRun) -> str | None:
 
 
 def step_name(task: TaskRun) -> str:
-    """``step1_1`` of the task run named ``step1_1-a3f`` (Prefect appends a suffix)."""
-    return task.name.rsplit("-", 1)[0]
+    """``step1_1`` of a task run: its key is ``step1_1-<code hash>`` (its name, the step's
+    label and title, is for people)."""
+    return task.task_key.rsplit("-", 1)[0]
 
 
 def step_tasks(tasks: list[TaskRun]) -> list[TaskRun]:
     """Task runs of the workflow steps (``step1_1`` ... ``step8_3_submit``)."""
-    return [t for t in tasks if t.name.startswith("step")]
+    return [t for t in tasks if t.task_key.startswith("step")]
 
 
 def completed_names(tasks: list[TaskRun]) -> set[str]:

@@ -3,8 +3,10 @@
 A tiny HTTP receiver on loopback stands for the operators' chat webhook. The automations are
 created the way ``PrefectStack.setup`` / ``python -m deployments.setup`` create them, then
 three real flow runs (a completed one, a failed one on a site that does not exist, one paused
-for an operator's decision because its date has no raw data) must each produce a POST naming
-the run and its state, sent by the server's triggers and actions services.
+for an operator's decision because its date has no raw data, then aborted by the operator) must
+each produce a POST naming the run and its state, sent by the server's triggers and actions
+services; the subject names the round, the date and the decision that waits, and an abort says
+who aborted and why (never the "ended Failed" notification).
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ def test_completed_failed_and_waiting_runs_each_post_a_notification(
         created = r.state.timestamp.timestamp() - run.created.timestamp()  # type: ignore[union-attr]
         print(f"{st}: state {created:.1f}s after creation, notified {lag:.1f}s later")
     for state, request in got.items():
-        run = {"Completed": completed, "Failed": failed, "Paused": waiting}[state]
+        created = {"Completed": completed, "Failed": failed, "Paused": waiting}[state]
+        run = stack_runs.read(created.id)  # named by what it is once it started
         body = request["json"]["body"]
         assert f"flow_run_name: {run.name}" in body
         assert run.name in request["json"]["subject"]
@@ -168,7 +171,13 @@ def test_completed_failed_and_waiting_runs_each_post_a_notification(
             request["headers"]["X-Topup-Token"]
             == notify.webhook_headers["X-Topup-Token"].get_secret_value()
         )
-    assert "waits for an operator" in got["Paused"]["json"]["subject"]
+    assert got["Paused"]["json"]["subject"] == (
+        f"Top-up {ROUND} {EMPTY_DATE} waits for an operator: step 1.1 decision on an error"
+        f" (run {ROUND}-{EMPTY_DATE}-topup-standard-steps-1.0.2)"
+    )
+    assert "waits_for: step 1.1 decision on an error\n" in got["Paused"]["json"]["body"]
+    assert f"\nround: {ROUND}\ndate: {EMPTY_DATE}\n" in got["Paused"]["json"]["body"]
+    assert got["Completed"]["json"]["subject"].startswith(f"Top-up {ROUND} completed (run ")
     assert "no-such-site" in got["Failed"]["json"]["body"]  # its parameters are listed
     # The states the notifications announced are the runs' real states.
     assert state_name(stack_runs.wait(completed.id)) == "Completed"
@@ -178,6 +187,18 @@ def test_completed_failed_and_waiting_runs_each_post_a_notification(
     # One notification per run: the failing run did not also announce a completion, etc.
     assert len(receiver.about(completed.id)) == 1
     assert len(receiver.about(failed.id)) == 1
+
+    # The operator aborts the waiting run: Cancelled, and the notification says who and why.
+    with stack.sync_client() as client:
+        client.resume_flow_run(
+            waiting.id, run_input={"action": "abort", "name": "hank", "note": "no raw data"}
+        )
+    aborted = receiver.wait_for(waiting.id, "Cancelled")
+    subject = aborted["json"]["subject"]
+    assert subject.startswith(f"Top-up {ROUND} {EMPTY_DATE} aborted by hank at step 1.1"), subject
+    assert "no raw data" in subject and "ended" not in subject
+    assert state_name(stack_runs.wait(waiting.id)) == "Cancelled"
+    assert not [r for r in receiver.about(waiting.id) if "\nstate: Failed\n" in r["json"]["body"]]
 
     # The webhook's URL and header value are secrets: obfuscated when read back, not in the
     # server's log.
