@@ -46,7 +46,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with temporary_settings(
         {PREFECT_LOCAL_STORAGE_PATH: results, PREFECT_SERVER_ANALYTICS_ENABLED: False}
     ):
-        with prefect_test_harness(server_startup_timeout=60):
+        with prefect_test_harness(server_startup_timeout=180):
             yield
 
 
