@@ -230,6 +230,9 @@ def record_result(
         data=_jsonable(result.data),
         files=[_file_row(f) for f in result.files],
     )
+    from flows import physics  # IST, windows, cuts of 1.3/3.2/5.2: kept, summary published
+
+    physics.after_step(rec, task_name, result)
     if result.files:
         rec.sender.create(
             TableArtifact(
