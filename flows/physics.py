@@ -71,8 +71,13 @@ def _ist(values: dict[str, int | None] | None) -> str:
     return " / ".join("?" if v is None else str(v) for v in shown)
 
 
-def summary_markdown(summary: physics.DateSummary, png: bytes | None) -> str:
-    """The date's table (one row per run) with the plot embedded as a PNG."""
+def data_uri(png: bytes) -> str:
+    """A PNG inside the Markdown itself: the artifact needs no link the browser can't open."""
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
+def summary_markdown(summary: physics.DateSummary, image: str | None) -> str:
+    """The date's table (one row per run), then the plot (``image``: a data URI or a link)."""
     head = (
         f"# Physics of {summary.round} {summary.date}\n\n"
         f"{len(summary.runs)} runs, **{len(summary.runs_to_database)} to the database**, "
@@ -88,23 +93,16 @@ def summary_markdown(summary: physics.DateSummary, png: bytes | None) -> str:
         f"{'yes' if r.to_database else 'no'} | {'; '.join(r.anomalies) or '–'} |\n"
         for r in summary.runs
     )
-    image = (
-        f"\n![physics of {summary.date}](data:image/png;base64,{base64.b64encode(png).decode()})\n"
-        if png
-        else ""
-    )
-    return head + rows + image
+    return head + rows + (f"\n![physics of {summary.date}]({image})\n" if image else "")
 
 
-def trends_markdown(trends: physics.RoundTrends, png: bytes | None) -> str:
+def trends_markdown(trends: physics.RoundTrends, image: str | None) -> str:
     text = (
         f"# Trends of {trends.round}\n\n50 Hz windows and ETS cuts per run against the run "
         f"number, {len(trends.dates)} dates ({', '.join(trends.dates)}); "
         f"**{trends.highlight}** highlighted.\n"
     )
-    if png:
-        text += f"\n![trends](data:image/png;base64,{base64.b64encode(png).decode()})\n"
-    return text
+    return text + (f"\n![trends of {trends.round}]({image})\n" if image else "")
 
 
 def publish(rec: RunRecord, trends: bool = True) -> None:
@@ -118,7 +116,7 @@ def publish(rec: RunRecord, trends: bool = True) -> None:
         summary = physics.date_summary(rec.round, rec.date)
         rec.sender.create(
             MarkdownArtifact(
-                markdown=summary_markdown(summary, physics_plots.summary_png(summary)),
+                markdown=summary_markdown(summary, data_uri(physics_plots.summary_png(summary))),
                 key=rec.key("physics-summary"),
                 description=f"physics of {rec.date}: IST, windows, ETS cuts, runs to the database",
             )
@@ -127,7 +125,7 @@ def publish(rec: RunRecord, trends: bool = True) -> None:
             view = physics.round_trends(rec.round, highlight=rec.date)
             rec.sender.create(
                 MarkdownArtifact(
-                    markdown=trends_markdown(view, physics_plots.trends_png(view)),
+                    markdown=trends_markdown(view, data_uri(physics_plots.trends_png(view))),
                     key=artifact_key(rec.round, "physics-trends"),
                     description=f"{rec.round}: windows and cuts per run across dates",
                 )
