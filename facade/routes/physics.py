@@ -29,7 +29,64 @@ HighlightQuery = Annotated[
     str | None,
     Query(pattern=DATE_PATTERN, description="date to highlight (default: the newest one)"),
 ]
-PNG = {200: {"content": {"image/png": {}}, "description": "PNG plot"}}
+PNG = {
+    200: {
+        "description": "PNG plot (matplotlib)",
+        "content": {
+            "image/png": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "\\x89PNG... (binary image)",
+            }
+        },
+    }
+}
+RUN_EXAMPLE = {
+    "run": 85391,
+    "ist": {
+        "interval_From_DB": 15000000,
+        "interval_before_sorting": 15000000,
+        "interval_after_sorting": 15000000,
+    },
+    "windows": [[0.52, 4.18], [21.77, 22.37], [41.8, 42.4]],
+    "ets_cuts": [[734.125, 735.325], [1851.2, 1851.95]],
+    "registered": True,
+    "excluded": None,
+    "to_database": True,
+    "anomalies": [],
+}
+SUMMARY_EXAMPLE = example(
+    {
+        "success": True,
+        "task_id": 1,
+        "summary": {
+            "round": "round18",
+            "date": "250624",
+            "status": "verified",
+            "expected_ist": 15000000,
+            "runs": [RUN_EXAMPLE],
+            "runs_to_database": [85391],
+            "anomalies": 0,
+        },
+    }
+)
+TRENDS_EXAMPLE = example(
+    {
+        "success": True,
+        "trends": {
+            "round": "round18",
+            "dates": ["250624", "250625"],
+            "highlight": "250625",
+            "points": [
+                {
+                    "date": "250624",
+                    "run": 85391,
+                    "windows": RUN_EXAMPLE["windows"],
+                    "ets_cuts": RUN_EXAMPLE["ets_cuts"],
+                }
+            ],
+        },
+    }
+)
 TASK_NOT_FOUND = {404: example(error_example("Task not found"), "Unknown task or another user's")}
 NO_DATE = {400: example(error_example("Task has no date"), "Not a one-date workflow")}
 
@@ -70,7 +127,7 @@ def _summary(
 @router.get(
     "/api/tasks/{task_id}/summary",
     response_model=SummaryResponse,
-    responses={**TASK_NOT_FOUND, **NO_DATE},
+    responses={200: SUMMARY_EXAMPLE, **TASK_NOT_FOUND, **NO_DATE},
 )
 async def task_summary(
     task_id: int, session: SessionDep, settings: SettingsDep, user: UserDep
@@ -95,7 +152,9 @@ async def task_summary_png(
     return Response(png, media_type="image/png")
 
 
-@router.get("/api/rounds/{round}/trends", response_model=TrendsResponse)
+@router.get(
+    "/api/rounds/{round}/trends", response_model=TrendsResponse, responses={200: TRENDS_EXAMPLE}
+)
 async def round_trends(
     round: RoundPath, settings: SettingsDep, user: UserDep, highlight: HighlightQuery = None
 ) -> TrendsResponse:
