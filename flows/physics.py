@@ -44,7 +44,9 @@ def record(rec: RunRecord, task_name: str, result: StepResult) -> bool:
         registered = [*data.get("appended_runs", []), *data.get("already_present_runs", [])]
         physics.record_ist(rec.round, date, rec.flow_run_id, values, registered)
     elif kind == "windows":
-        runs = _runs(result) or sorted(values)
+        # a run whose shield file is missing stays unknown (None), not "no window"
+        missing = {int(r) for r in data.get("shield_runs_missing", [])}
+        runs = [r for r in (_runs(result) or sorted(values)) if r not in missing]
         physics.record_windows(rec.round, date, rec.flow_run_id, runs, values)
     else:
         # 5.2 lists only the runs with a shield file; the others of the date have no cut
