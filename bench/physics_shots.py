@@ -63,8 +63,9 @@ def ui_screenshot(url: str, wait_for: str, dest: Path, timeout: float = 120) -> 
     try:
         driver.get(url)
         deadline = time.monotonic() + timeout
-        while wait_for not in driver.find_element(By.TAG_NAME, "body").text:
+        while wait_for not in (text := driver.find_element(By.TAG_NAME, "body").text):
             if time.monotonic() > deadline:
+                typer.echo(f"no {wait_for!r} at {url} after {timeout:g}s; page: {text[:300]!r}")
                 return False
             time.sleep(0.5)
         time.sleep(2)  # the embedded PNG decodes after the text shows

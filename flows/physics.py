@@ -110,11 +110,11 @@ def trends_markdown(trends: physics.RoundTrends, image: str | None) -> str:
 def publish(rec: RunRecord, trends: bool = True) -> None:
     """The date's summary artifact, and the round's trend artifact (same keys each time, so
     the UI keeps their history)."""
-    from store import physics_plots  # matplotlib only where a picture is drawn
-
     if rec.date is None:
         return
     try:
+        from store import physics_plots  # matplotlib only where a picture is drawn
+
         summary = physics.date_summary(rec.round, rec.date)
         rec.sender.create(
             MarkdownArtifact(

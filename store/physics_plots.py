@@ -33,9 +33,12 @@ def _png(fig: Figure) -> bytes:
 
 
 def _spans(ax: Any, x: float, windows: list[list[float]] | None, color: str, width: float) -> None:
-    """One vertical bar per [lo, hi] window at ``x``."""
+    """One vertical bar per [lo, hi] window at ``x``, with a marker at its middle: a window of
+    a second on a scale of half an hour would otherwise be thinner than a pixel."""
     for lo, hi in windows or []:
         ax.vlines(x, lo, hi, colors=color, linewidth=width)
+    mids = [(lo + hi) / 2 for lo, hi in windows or []]
+    ax.plot([x] * len(mids), mids, "D", color=color, ms=width + 1, linestyle="none")
 
 
 def summary_png(summary: DateSummary) -> bytes:
