@@ -65,7 +65,7 @@ def ui_screenshot(url: str, wait_for: str, dest: Path, timeout: float = 120) -> 
         deadline = time.monotonic() + timeout
         while wait_for not in (text := driver.find_element(By.TAG_NAME, "body").text):
             if time.monotonic() > deadline:
-                typer.echo(f"no {wait_for!r} at {url} after {timeout:g}s; page: {text[:300]!r}")
+                typer.echo(f"no {wait_for!r} at {url} after {timeout:g}s; page: {text[:1000]!r}")
                 return False
             time.sleep(0.5)
         time.sleep(2)  # the embedded PNG decodes after the text shows
@@ -76,12 +76,26 @@ def ui_screenshot(url: str, wait_for: str, dest: Path, timeout: float = 120) -> 
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def latest_artifact_id(round: str, date: str) -> str:
+    """The id of the date's newest summary artifact (its page in the UI shows the content)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.recording import artifact_key
+
+    key = artifact_key(round, date, "physics-summary")
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return str(max(found, key=lambda a: a.created).id)  # type: ignore[arg-type, return-value]
+
+
 def render(out: Path) -> list[Path]:
     """Run the dates, then write the PNGs under ``out/img`` and ``out/physics.md``."""
     from prefect.settings import PREFECT_API_URL
 
     from flows.physics import summary_markdown, trends_markdown
-    from flows.recording import artifact_key
     from flows.topup_standard import topup_standard
     from store import physics, physics_plots
 
@@ -103,8 +117,8 @@ def render(out: Path) -> list[Path]:
         trend.write_bytes(physics_plots.trends_png(trends))
         ui = str(PREFECT_API_URL.value()).removesuffix("/api")
         artifact = img / f"physics-summary-artifact-{last}.png"
-        key = artifact_key(ROUND, last, "physics-summary")
-        if ui_screenshot(f"{ui}/artifacts/key/{key}", f"Physics of {ROUND} {last}", artifact):
+        page_url = f"{ui}/artifacts/artifact/{latest_artifact_id(ROUND, last)}"
+        if ui_screenshot(page_url, "IST expected", artifact):
             written.append(artifact)
     page = out / "physics.md"
     page.write_text(

@@ -145,3 +145,17 @@ def after_step(rec: RunRecord, task_name: str, result: StepResult) -> None:
         return
     if recorded:
         publish(rec, trends=task_name != "step1_3")
+
+
+def publish_final(rec: RunRecord) -> None:
+    """At the run's end: the summary once more, now with the date's final status (verified,
+    unverified, failed), when this run recorded numbers of its date."""
+    try:
+        mine = rec.date is not None and any(
+            r.flow_run_id == rec.flow_run_id for r in physics.rows(rec.round, rec.date)
+        )
+    except Exception as exc:
+        step_logger().warning("physics summary not published: %s", type(exc).__name__)
+        return
+    if mine:
+        publish(rec, trends=False)

@@ -158,6 +158,9 @@ def finish(rec: RunRecord, status: str, message: str = "") -> None:
     """The run's store row, after its artifacts were sent (the thread ends here)."""
     _send_progress(rec)
     _send_transcript(rec)
+    from flows import physics  # the summary again, with the date's final status
+
+    physics.publish_final(rec)
     rec.sender.close(FLUSH_TIMEOUT_S)
     repository.finish_workflow_run(rec.flow_run_id, status, message)
 
