@@ -102,12 +102,13 @@ ENV_KEYS = (
 
 
 @contextmanager
-def prefect_in_process() -> Iterator[Path]:
+def prefect_in_process(ui: bool = False) -> Iterator[Path]:
     """A real Prefect server (``prefect server start`` with its own SQLite, run by
     ``topup_cli.stack``) that this process's flows report to.
 
     The flow then runs in this process exactly as a worker's flow-run process runs it, so the
-    remote-layer hook and the sleep watch see everything.
+    remote-layer hook and the sleep watch see everything. ``ui``: serve the Prefect UI too
+    (``bench.physics_shots`` takes a screenshot of an artifact there).
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -119,7 +120,9 @@ def prefect_in_process() -> Iterator[Path]:
     from topup_cli.stack import PrefectStack, StackSettings
 
     data = Path(tempfile.mkdtemp(prefix="topup-bench-prefect-", dir="/tmp"))
-    stack = PrefectStack(StackSettings(data_dir=data, isolate_topup_env=True, start_timeout=600))
+    stack = PrefectStack(
+        StackSettings(data_dir=data, isolate_topup_env=True, start_timeout=600, ui=ui)
+    )
     try:
         stack.start_server()
         with temporary_settings(

@@ -29,6 +29,7 @@ from facade.routes import (
     downloads,
     executions,
     logs,
+    physics,
     preferences,
     root,
     stats,
@@ -149,6 +150,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (root, tasks, workflows, executions, logs, downloads, stats, preferences, ws):
         app.include_router(module.router)
+    app.include_router(physics.router)
     app.state.socket = LegacySocketServer(app, settings)
     app.mount("/socket.io", app.state.socket.asgi_app())
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)

@@ -199,6 +199,9 @@ def finish(rec: RunRecord, status: str, message: str = "") -> None:
     """The run's store row, after its artifacts were sent (the thread ends here)."""
     _send_progress(rec)
     _send_transcript(rec)
+    from flows import physics  # the summary again, with the date's final status
+
+    physics.publish_final(rec)
     rec.sender.close(FLUSH_TIMEOUT_S)
     repository.finish_workflow_run(rec.flow_run_id, status, message)
 
@@ -309,6 +312,9 @@ def record_result(
         data=_jsonable(result.data),
         files=[_file_row(f) for f in result.files],
     )
+    from flows import physics  # IST, windows, cuts of 1.3/3.2/5.2: kept, summary published
+
+    physics.after_step(rec, task_name, result)
     if result.files:
         rec.sender.create(
             TableArtifact(

@@ -75,3 +75,22 @@ def dedupe_command(names: list[str], target: str) -> str:
         f'if [ ${{#mine[@]}} -gt 0 ]; then awk -v TARGET={q(target)} {prog} "${{mine[@]}}" '
         f"{q(target)} > {tmp} && mv -f -- {tmp} {q(target)} || exit 5; fi"
     )
+
+
+def parse_window_lines(lines: list[str]) -> dict[int, list[list[float]]]:
+    """``{run: [[lo, hi], ...]}`` from window lines (``run lo hi lo hi ...``).
+
+    Why: the summary and trend plots need the numbers the steps read; the first line of a run
+    wins, as the checkers read the first matching line. Lines that do not parse are skipped.
+    """
+    out: dict[int, list[list[float]]] = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3 or not fields[0].isdigit() or int(fields[0]) in out:
+            continue
+        try:
+            values = [float(x) for x in fields[1:]]
+        except ValueError:
+            continue
+        out[int(fields[0])] = [[lo, hi] for lo, hi in zip(values[0::2], values[1::2], strict=False)]
+    return out

@@ -17,7 +17,7 @@ from prefect import task
 
 from steps.batch_stage import JobStage, run_stage
 from steps.common import FileSpec, check_inputs, fail, file_records, step_logger, submit_once
-from steps.cumulative import dedupe_command, read_lines, window_lines
+from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
 from steps.results import StepResult
@@ -98,6 +98,8 @@ def run_add_script(
         "shield_runs_missing": missing,
         "window_lines_of_date": mine,
         "window_lines_before": len(window or []),
+        # parsed here, where the file is read: the physics summary reads these numbers
+        "windows": {str(r): w for r, w in parse_window_lines(mine).items()},
     }
     if len(missing) == len(runs):
         fail(

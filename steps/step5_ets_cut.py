@@ -38,7 +38,7 @@ from steps.common import (
     step_logger,
     submit_once,
 )
-from steps.cumulative import dedupe_command, read_lines, window_lines
+from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
 from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
 from steps.results import StepResult
@@ -213,6 +213,8 @@ def run_add_shield(
         "ets_window_runs": evidence.ets_window_runs,
         "ets_lines_of_date": mine,
         "ets_lines_before": len(ets or []),
+        # parsed here, where the file is read: the physics summary reads these numbers
+        "ets_cuts": {str(r): w for r, w in parse_window_lines(mine).items()},
     }
     without = sorted(set(evidence.ets_window_runs) - set(with_shield))
     if (evidence.topup_runs and not with_shield) or without:

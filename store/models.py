@@ -10,6 +10,7 @@
 - ``submissions``: the ledger of real database submissions, one row per part attempt.
 - ``remote_commands``: the transcript, every remote command of a run with its answer.
 - ``transcript_sites``: which site (and its remote base paths) a run's transcript was made on.
+- ``run_physics``: per run of a date, the IST values, 50 Hz windows and ETS cuts the steps read.
 """
 
 from __future__ import annotations
@@ -216,6 +217,28 @@ class TranscriptSite(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow)
 
 
+class RunPhysics(SQLModel, table=True):
+    """The physics numbers of one run, as the steps read them from the site's files.
+
+    Why a table: the date summary and the round's trend plots (flow artifacts and facade) read
+    them without parsing reports again. ``ist`` from step 1.3 (``Interval_run{run}.txt``),
+    ``windows`` (ms) from step 3.2 (this date's ``window.dat`` lines), ``ets_cuts`` (s) from
+    step 5.2 (this date's ``ets_cut.txt`` lines); None = not read yet.
+    """
+
+    __tablename__ = "run_physics"
+
+    round: str = Field(primary_key=True, max_length=16)
+    date: str = Field(primary_key=True, max_length=6)
+    run: int = Field(primary_key=True)
+    flow_run_id: str = Field(default="", max_length=64)  # the run that recorded last
+    ist: dict[str, int | None] | None = Field(default=None, sa_column=Column(JSON))
+    registered: bool = False  # step 1.3 put the run into interval.txt
+    windows: list[list[float]] | None = Field(default=None, sa_column=Column(JSON))
+    ets_cuts: list[list[float]] | None = Field(default=None, sa_column=Column(JSON))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 STORE_TABLES = [
     WorkflowRun.__table__,  # type: ignore[attr-defined]
     StepRun.__table__,  # type: ignore[attr-defined]
@@ -226,4 +249,5 @@ STORE_TABLES = [
     Submission.__table__,  # type: ignore[attr-defined]
     RemoteCommand.__table__,  # type: ignore[attr-defined]
     TranscriptSite.__table__,  # type: ignore[attr-defined]
+    RunPhysics.__table__,  # type: ignore[attr-defined]
 ]

@@ -207,6 +207,10 @@ def test_add_script_appends_once_and_cleans_window_dat(site: RemoteSite, sim: An
     # run-number lines of the non-topup runs are gone (exact legacy sed)
     assert lines == [*old, mine]
     assert result.data["already_present"] is False and result.data["add_started"] is True
+    # the windows parsed where the step read them (the physics summary uses these numbers)
+    values = [float(v) for v in mine.split()[1:]]
+    pairs = [list(p) for p in zip(values[::2], values[1::2], strict=True)]
+    assert result.data["windows"] == {str(NOISE): pairs}
     (rec,) = result.files
     assert Path(rec.path) == window and rec.sha256 == sha256(window)
 
