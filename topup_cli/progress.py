@@ -233,19 +233,7 @@ class RunWatcher:
         return run
 
     def _watch_live(self, timeout: float) -> FlowRun:
-        progress = Progress(
-            TextColumn("{task.fields[label]}", table_column=Column(width=4, no_wrap=True)),
-            TextColumn("{task.description}", table_column=TITLE_COLUMN.copy()),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}", table_column=Column(width=13, no_wrap=True)),
-            console=self.console,
-            expand=True,
-        )
-        ids: dict[str, TaskID] = {
-            v.id: progress.add_task(v.title, total=len(v.tasks), label=v.label, status="")
-            for v in self.steps
-        }
+        progress, ids = step_bars(self.steps, self.console)
         header = Text()
         footer = Text(overflow="ellipsis", no_wrap=True)
         display = Group(header, progress, footer)
@@ -284,6 +272,24 @@ class RunWatcher:
         """What the operator needs at the end: the run, its outcome, where it stopped,
         each step's state, and what to do next."""
         return run_summary(self.run, self.run_id, self.steps, self.ui_run_url)
+
+
+def step_bars(steps: list[StepView], console: Console) -> tuple[Progress, dict[str, TaskID]]:
+    """A bar per step with its full title, wrapped in the width the other columns leave."""
+    progress = Progress(
+        TextColumn("{task.fields[label]}", table_column=Column(width=4, no_wrap=True)),
+        TextColumn("{task.description}", table_column=TITLE_COLUMN.copy()),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}", table_column=Column(width=13, no_wrap=True)),
+        console=console,
+        expand=True,
+    )
+    ids = {
+        v.id: progress.add_task(v.title, total=len(v.tasks), label=v.label, status="")
+        for v in steps
+    }
+    return progress, ids
 
 
 def _duration(seconds: float) -> str:
