@@ -31,6 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from topup_cli.api import CliError, Target, find_run, resolve, start_run, wait_final
+from topup_cli.operate import Detached
 from topup_cli.settings import CliSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -105,6 +106,16 @@ def _settings(data_dir: Path | None, **overrides: Any) -> CliSettings:
 
 def _target(data_dir: Path | None, api_url: str | None) -> Target:
     return resolve(_settings(data_dir), api_url)
+
+
+def _detached(left: Any) -> typer.Exit:
+    """Ctrl-C while following a run: the run goes on (or keeps waiting) without the CLI."""
+    run = left.run
+    console.print(
+        f"left flow run {escape(run.name)} as it is ({run.state_name}); "
+        f"`topup attach {escape(run.name)}` comes back to it"
+    )
+    return typer.Exit(130)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -362,6 +373,8 @@ def _start_and_follow(
             if not watch:
                 return
             final, watcher = follow(client, flow_run, definition, target, console, prompt, timeout)
+    except Detached as left:
+        raise _detached(left) from None
     except CliError as exc:
         raise _fail(str(exc)) from None
     except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
@@ -404,6 +417,8 @@ def attach(
                 console.print(f"backfill {run.name}: {final.state_name}")
             else:
                 final, _ = follow(client, run, definition, target, console, prompt, timeout)
+    except Detached as left:
+        raise _detached(left) from None
     except CliError as exc:
         raise _fail(str(exc)) from None
     except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
@@ -448,6 +463,8 @@ def retry(
                 return
             definition = definition_of(client, run)
             final, _ = follow(client, run, definition, target, console, prompt, timeout)
+    except Detached as left:
+        raise _detached(left) from None
     except CliError as exc:
         raise _fail(str(exc)) from None
     except (OSError, httpx.HTTPError) as exc:  # connection refused and friends

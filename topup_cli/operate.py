@@ -34,6 +34,14 @@ INSTEAD = {
 }
 
 
+class Detached(Exception):
+    """The operator left (Ctrl-C) while following: the run itself is left as it is."""
+
+    def __init__(self, run: FlowRun) -> None:
+        super().__init__(run.name)
+        self.run = run
+
+
 def definition_of(client: SyncPrefectClient, run: FlowRun) -> WorkflowDefinition:
     """The workflow definition the run executes: its ``workflow``/``workflow_version``
     parameters (topup-standard and its variants), else the definition named like its flow
@@ -74,7 +82,10 @@ def follow(
         answer=prompt_answer(console) if interactive else None,
         ui_run_url=target.run_url(run.id),
     )
-    return watcher.watch(timeout), watcher
+    try:
+        return watcher.watch(timeout), watcher
+    except KeyboardInterrupt:
+        raise Detached(watcher.run or run) from None
 
 
 def retry(client: SyncPrefectClient, run: FlowRun, who: str | None = None) -> str:

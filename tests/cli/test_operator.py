@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -166,10 +167,14 @@ def test_attach_reattaches_to_a_paused_run_and_approves_it(
         run_id = UUID(first.expect(RUN_ID.pattern, timeout=120).group(1))
         stack_runs.created.append(run_id)  # cancelled at teardown should the test fail
         _ist_prompt(first, 1, odd)
-        first.type("\x03")  # Ctrl-C: the operator leaves the CLI
-        first.finish(timeout=60)
+        # Ctrl-C: the operator leaves the CLI (the signal a terminal sends its foreground
+        # process; this pty is not the child's controlling terminal, so it is sent here).
+        first.proc.send_signal(signal.SIGINT)
+        first.expect(r"left flow run \S+ as it is \(Paused\); `topup attach \S+` comes back", 60)
+        assert first.finish(timeout=60) == 130, first.text[-4000:]
     finally:
         first.close()
+    assert "Traceback" not in first.text
     # Leaving the CLI leaves the run as it was: paused on the same question.
     run = _paused(stack_runs, run_id, _pause_key(1))
 
