@@ -44,6 +44,10 @@ def _task_names(client: SyncPrefectClient, run_id: UUID) -> dict[UUID, str]:
 # its tasks): a line may arrive after later-stamped ones were read. Following re-reads this
 # far back and prints only the lines it has not printed yet.
 FOLLOW_OVERLAP = timedelta(seconds=60)
+# The flow's own last line ("Finished in state Completed()"): after the final state, following
+# goes on until it is in, or for at most this many seconds (a crashed process sends none).
+FLOW_LAST_LINE = "Finished in state"
+LAST_LINES_WAIT = 15.0
 
 
 def _line(log: Log, names: dict[UUID, str]) -> str:
@@ -77,17 +81,18 @@ def print_logs(
     interval: float = 0.5,
 ) -> int:
     """Every log line of the run (its tasks' included), oldest first; with ``follow``, new
-    lines as they arrive until the run is final. Returns how many lines were printed."""
+    lines as they arrive until the run is final and its last line is in. Returns how many
+    lines were printed."""
     seen: dict[UUID, datetime] = {}
     names: dict[UUID, str] = {}
     newest: datetime | None = None
     told_pause: str | None = None
     printed = 0
-    ending = not follow
+    final_since: float | None = None
+    flow_done = False
     while True:
-        # The state before the lines: once it is final, a last read after a pause gets
-        # the lines sent with it (the flow's "Finished in state" comes last).
-        run = None if ending else client.read_flow_run(run_id)
+        # The state before the lines: a run's last lines are shipped after its final state.
+        run = client.read_flow_run(run_id) if follow else None
         after = newest - FOLLOW_OVERLAP if newest is not None else None
         for log in _read_since(client, run_id, after):
             if log.id in seen:
@@ -98,21 +103,25 @@ def print_logs(
             console.print(_line(log, names))
             printed += 1
             newest = log.timestamp if newest is None else max(newest, log.timestamp)
+            flow_done = flow_done or (
+                log.task_run_id is None and log.message.startswith(FLOW_LAST_LINE)
+            )
         if newest is not None:  # forget what the overlap no longer reaches
             seen = {k: t for k, t in seen.items() if t >= newest - 2 * FOLLOW_OVERLAP}
         if run is None:
             return printed
         if run.state is not None and run.state.is_final():
-            ending = True
-            time.sleep(interval)
-            continue
-        key = run.state.state_details.pause_key if run.state and run.state.is_paused() else None
-        if key and key != told_pause:
-            told_pause = key
-            console.print(
-                f"[yellow]-- the run waits for operator input ({escape(key)}): answer it with "
-                f"`topup attach {escape(run.name)}` or in the Prefect UI --[/]"
-            )
+            final_since = final_since or time.monotonic()
+            if flow_done or time.monotonic() - final_since > LAST_LINES_WAIT:
+                return printed
+        else:
+            key = run.state.state_details.pause_key if run.state and run.state.is_paused() else None
+            if key and key != told_pause:
+                told_pause = key
+                console.print(
+                    f"[yellow]-- the run waits for operator input ({escape(key)}): answer it "
+                    f"with `topup attach {escape(run.name)}` or in the Prefect UI --[/]"
+                )
         time.sleep(interval)
 
 

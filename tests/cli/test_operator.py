@@ -178,6 +178,15 @@ def test_attach_reattaches_to_a_paused_run_and_approves_it(
     # Leaving the CLI leaves the run as it was: paused on the same question.
     run = _paused(stack_runs, run_id, _pause_key(1))
 
+    # Meanwhile, in another shell, `topup logs -f` follows the same run to its end.
+    follower = Terminal(
+        _cli("logs", "-f", run.name, "--api-url", stack.api_url), terminal_env, REPO
+    )
+    try:
+        follower.expect(rf"the run waits for operator input \({_pause_key(1)}\)", 120)
+    except BaseException:
+        follower.close()
+        raise
     term = Terminal(_cli("attach", run.name, "--api-url", stack.api_url), terminal_env, REPO)
     try:
         term.expect(rf"attached to flow run {re.escape(run.name)} \({run_id}\): Paused", 120)
@@ -187,8 +196,21 @@ def test_attach_reattaches_to_a_paused_run_and_approves_it(
         code = term.finish(timeout=60)
     finally:
         term.close()
+        try:
+            logs_code = follower.finish(timeout=120)
+        finally:
+            follower.close()
     assert code == 0, term.text[-4000:]
     assert "Traceback" not in term.text
+    # logs -f: the steps' own lines (topup.* loggers), before and after the pause, the
+    # pause itself named, and the flow's last line once it ended (then it stops by itself).
+    logs = follower.text
+    assert logs_code == 0, logs
+    assert re.search(r"step1_1-\S+\s+\d+/\d+ runs complete", logs), logs
+    assert f"the run waits for operator input ({_pause_key(1)})" in logs, logs
+    assert re.search(r"step1_4-\S+\s+downloaded .* sha256 verified", logs), logs
+    assert re.search(r"flow\s+Finished in state Completed", logs), logs
+    assert logs.index(_pause_key(1)) < logs.index("sha256 verified")
     done = stack_runs.read(run_id)
     assert done.state_name == "Completed", done.state
     states = [(t.name.rsplit("-", 1)[0], t.state_name) for t in stack_runs.task_runs(run_id)]
