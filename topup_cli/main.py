@@ -438,12 +438,17 @@ def retry(
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Also a run that may have submitted to the database (step 8)"),
+    ] = False,
 ) -> None:
     """Retry a Failed or Crashed run: the same flow run goes back to Scheduled.
 
     The worker starts it again; completed steps come back Cached and the others re-attach
     to the remote work they started (as the facade's retry and the crashed-run recovery
-    do). Any other state is refused, saying what to do instead.
+    do). Any other state is refused, saying what to do instead. A run that may have
+    submitted to the database (the recovery's rule) needs --yes after checking the ledger.
     """
     from topup_cli.operate import definition_of, follow
     from topup_cli.operate import retry as retry_run
@@ -453,7 +458,7 @@ def retry(
         with target.client() as client:
             run = find_run(client, flow_run)
             was = run.state_name
-            now = retry_run(client, run, user)
+            now = retry_run(client, run, user, confirmed=yes)
             console.print(
                 f"flow run {run.name} ({run.id}): {was} -> {now}; the worker starts it "
                 "again, its completed steps come back Cached"

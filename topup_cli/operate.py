@@ -88,7 +88,38 @@ def follow(
         raise Detached(watcher.run or run) from None
 
 
-def retry(client: SyncPrefectClient, run: FlowRun, who: str | None = None) -> str:
+def irreversible_reason(client: SyncPrefectClient, run: FlowRun) -> str | None:
+    """Why this run may already have submitted to the database, by the crashed-run
+    recovery's own rule (deployments/recovery.py: which flows, tags, state marker and step-8
+    tasks count), or None. Such a run is retried only when the operator says so."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from deployments.recovery import IRREVERSIBLE_MARKER, IRREVERSIBLE_TASKS, RecoverySettings
+
+    settings = RecoverySettings()
+    flow_name = client.read_flow(run.flow_id).name
+    if flow_name in settings.irreversible_flows:
+        return f"it is a run of {flow_name}, the database submission"
+    tagged = sorted(set(run.tags or []) & set(settings.irreversible_tags))
+    if tagged:
+        return f"it is tagged {', '.join(tagged)}"
+    if any(
+        IRREVERSIBLE_MARKER in (s.message or "").lower()
+        for s in client.read_flow_run_states(run.id)
+    ):
+        return "it started an irreversible step"
+    tasks = client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=200
+    )
+    started = sorted({t.name for t in tasks if t.name.startswith(IRREVERSIBLE_TASKS)})
+    if started:
+        return f"it started {started[0].rsplit('-', 1)[0]}"
+    return None
+
+
+def retry(
+    client: SyncPrefectClient, run: FlowRun, who: str | None = None, confirmed: bool = False
+) -> str:
     """Set a Failed or Crashed run back to Scheduled, as the facade's retry does: the worker
     starts the same flow run again, its completed steps come back Cached (persisted
     results) and the others re-attach to the remote work they started. Returns the state
@@ -100,6 +131,13 @@ def retry(client: SyncPrefectClient, run: FlowRun, who: str | None = None) -> st
         raise CliError(
             f"flow run {run.name} is {name}: only a Failed or Crashed run can be retried"
             + (f" ({why})" if why else "")
+        )
+    why = irreversible_reason(client, run)
+    if why is not None and not confirmed:
+        raise CliError(
+            f"flow run {run.name} may already have submitted to the database ({why}): check "
+            f"what reached it first (`topup transcript {run.name}`, the submission ledger), "
+            "then retry with --yes"
         )
     message = f"Retried from the CLI by {who or getpass.getuser()} (was {state.name})"
     result = client.set_flow_run_state(run.id, Scheduled(message=message), force=True)

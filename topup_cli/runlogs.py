@@ -78,7 +78,7 @@ def print_logs(
     run_id: UUID,
     console: Console,
     follow: bool = False,
-    interval: float = 0.5,
+    interval: float = 1.0,
 ) -> int:
     """Every log line of the run (its tasks' included), oldest first; with ``follow``, new
     lines as they arrive until the run is final and its last line is in. Returns how many

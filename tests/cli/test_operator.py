@@ -138,7 +138,8 @@ def _decide(term: Terminal, attempt: int, register: str, name: str, note: str) -
     ):
         term.expect(rf"{prompt} \(", timeout=60)
         term.type(value)
-    term.expect(rf"answered {_pause_key(attempt)}: ", timeout=60)
+    # The answer is one API call, but a busy SQLite server may make it wait (retries).
+    term.expect(rf"answered {_pause_key(attempt)}: ", timeout=240)
 
 
 def _paused(stack_runs: StackRuns, run_id: UUID, key: str) -> FlowRun:
@@ -304,6 +305,36 @@ def test_retry_sends_a_failed_run_back_and_refuses_a_completed_one(
         text
     ), text
     assert stack_runs.read(run.id).state_name == "Completed"  # nothing was changed
+
+
+@pytest.mark.slow
+def test_retry_of_a_submission_run_needs_yes(
+    stack: PrefectStack, sim: Any, stack_runs: StackRuns
+) -> None:
+    """A run of submit-constants may have reached the database: as for the crashed-run
+    recovery, a person decides, so the retry asks for --yes first."""
+    sim.set_faults(**SIM_FAST)
+    started = stack_runs.start(
+        "submit-constants/submit-constants", round="round18", site="no-such-site"
+    )
+    run = stack_runs.wait(started.id)
+    assert run.state_name == "Failed", run.state
+    res = runner.invoke(app, ["retry", run.name, "--api-url", stack.api_url])
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert "may already have submitted to the database" in text, text
+    assert f"topup transcript {run.name}" in text and "--yes" in text, text
+    assert stack_runs.read(run.id).state_name == "Failed"  # refused: left as it was
+
+    res = runner.invoke(app, ["retry", run.name, "--yes", "--no-watch", "--api-url", stack.api_url])
+    assert res.exit_code == 0, res.output
+    assert "Failed -> Scheduled" in res.output, res.output
+    # The worker runs it again: still no such site, so it fails again, with no submission.
+    again = stack_runs.wait(
+        run.id, lambda r: r.state is not None and r.state.is_final() and r.state.name != "Scheduled"
+    )
+    assert again.state_name == "Failed", again.state
+    assert sim.db_ledger() == []
 
 
 def test_help_shows_no_telemetry_notice(tmp_path: Path) -> None:
