@@ -4,6 +4,8 @@
                                 (and the simulated site); Ctrl-C or `topup down` stops it
     topup status | down         look at / stop the stack of the data dir (another shell)
     topup run --date 250624     start a run of a workflow deployment and follow it live
+    topup attach <flow-run>     follow a running or paused run again, answer its prompts
+    topup retry <flow-run>      run a Failed or Crashed run again (Scheduled)
     topup logs <flow-run>       the run's logs (id or name), --follow to keep reading
     topup dates --round R       the dates of a round and which are unprocessed (step 0)
     topup backfill --round R    every unprocessed date of a round, one run after another
@@ -29,6 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from topup_cli.api import CliError, Target, find_run, resolve, start_run, wait_final
+from topup_cli.operate import Detached
 from topup_cli.settings import CliSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -60,6 +63,13 @@ TokenOpt = Annotated[
         "--token",
         envvar="TOPUP_TOKEN",
         help="A facade API token: the run is for its user (instead of --user)",
+    ),
+]
+
+TimingsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--timings", hidden=True, help="Also print when the first step was seen (benchmarks)"
     ),
 ]
 
@@ -96,6 +106,16 @@ def _settings(data_dir: Path | None, **overrides: Any) -> CliSettings:
 
 def _target(data_dir: Path | None, api_url: str | None) -> Target:
     return resolve(_settings(data_dir), api_url)
+
+
+def _detached(left: Any) -> typer.Exit:
+    """Ctrl-C while following a run: the run goes on (or keeps waiting) without the CLI."""
+    run = left.run
+    console.print(
+        f"left flow run {escape(run.name)} as it is ({run.state_name}); "
+        f"`topup attach {escape(run.name)}` comes back to it"
+    )
+    return typer.Exit(130)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -334,6 +354,7 @@ def run(
     api_url: ApiOpt = None,
     user: UserOpt = None,
     token: TokenOpt = None,
+    timings: TimingsOpt = False,
 ) -> None:
     """Start a run of a workflow deployment and show its steps live."""
     import getpass
@@ -361,7 +382,7 @@ def run(
         if value is not None:
             params[name] = value
     _checked(definition, {k: v for k, v in params.items() if k in definition.parameters})
-    _start_and_follow(target, None, params, definition, watch, prompt, timeout, owner)
+    _start_and_follow(target, None, params, definition, watch, prompt, timeout, owner, timings)
 
 
 def _start_and_follow(
@@ -373,10 +394,10 @@ def _start_and_follow(
     prompt: bool,
     timeout: float,
     owner: list[str],
+    timings: bool = False,
 ) -> None:
     """Start a run of ``deployment``, follow it live and exit 0 only if it Completed."""
-    from topup_cli.progress import RunWatcher, prompt_answer
-    from topup_cli.reports import reports_folder
+    from topup_cli.operate import follow
 
     try:
         with target.client() as client:
@@ -387,35 +408,109 @@ def _start_and_follow(
             console.print(f"Prefect UI: {target.run_url(flow_run.id)}")
             if not watch:
                 return
-            interactive = prompt and console.is_terminal
-            watcher = RunWatcher(
-                client,
-                flow_run.id,
-                definition,
-                console,
-                answer=prompt_answer(console) if interactive else None,
-                ui_run_url=target.run_url(flow_run.id),
-                reports_folder=lambda: reports_folder(
-                    target.state, flow_run.id, params.get("site")
-                ),
-            )
-            final = watcher.watch(timeout)
+            final, watcher = follow(client, flow_run, definition, target, console, prompt, timeout)
+    except Detached as left:
+        raise _detached(left) from None
     except CliError as exc:
         raise _fail(str(exc)) from None
     except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
         raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
-    if watcher.first_step_at is not None:
+    if timings and watcher.first_step_at is not None:
         console.print(f"first step seen {watcher.first_step_at - began:.1f}s after the start")
-    state = final.state
-    name = state.name if state else "?"
-    console.print(
-        f"flow run {flow_run.name}: {name}"
-        + (f" - {state.message}" if state and state.message else "")
-    )
-    folder = reports_folder(target.state, flow_run.id, params.get("site"))
-    if folder is not None:
-        console.print(f"reports of this run: {folder}", soft_wrap=True)
-    raise typer.Exit(0 if state is not None and state.is_completed() else 1)
+    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+
+
+# -------------------------------------------------------------------------- attach
+@app.command()
+def attach(
+    flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
+    prompt: Annotated[
+        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+) -> None:
+    """Re-attach to a running or paused run: its step bars, and its prompts on a terminal.
+
+    Leaving (Ctrl-C) does not touch the run; attach again at any time. Exit 0 only if the
+    run Completed.
+    """
+    from topup_cli.operate import definition_of, follow
+    from topup_cli.runlogs import watch_children
+
+    target = _target(data_dir, api_url)
+    try:
+        with target.client() as client:
+            run = find_run(client, flow_run)
+            definition = definition_of(client, run)
+            console.print(f"attached to flow run {run.name} ({run.id}): {run.state_name}")
+            console.print(f"Prefect UI: {target.run_url(run.id)}")
+            if definition.name == "backfill":
+                # Its dates are child runs: their pauses are answered by attaching to them.
+                console.print("a backfill: attach to a date's run to answer its prompts")
+                final = watch_children(client, run.id, console, timeout)
+                console.print(f"backfill {run.name}: {final.state_name}")
+            else:
+                final, _ = follow(client, run, definition, target, console, prompt, timeout)
+    except Detached as left:
+        raise _detached(left) from None
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+
+
+# --------------------------------------------------------------------------- retry
+@app.command()
+def retry(
+    flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")] = True,
+    prompt: Annotated[
+        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    data_dir: DataDirOpt = None,
+    api_url: ApiOpt = None,
+    user: UserOpt = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Also a run that may have submitted to the database (step 8)"),
+    ] = False,
+) -> None:
+    """Retry a Failed or Crashed run: the same flow run goes back to Scheduled.
+
+    The worker starts it again; completed steps come back Cached and the others re-attach
+    to the remote work they started (as the facade's retry and the crashed-run recovery
+    do). Any other state is refused, saying what to do instead. A run that may have
+    submitted to the database (the recovery's rule) needs --yes after checking the ledger.
+    """
+    from topup_cli.operate import definition_of, follow
+    from topup_cli.operate import retry as retry_run
+
+    target = _target(data_dir, api_url)
+    try:
+        with target.client() as client:
+            run = find_run(client, flow_run)
+            was = run.state_name
+            now = retry_run(client, run, user, confirmed=yes)
+            console.print(
+                f"flow run {run.name} ({run.id}): {was} -> {now}; the worker starts it "
+                "again, its completed steps come back Cached"
+            )
+            console.print(f"Prefect UI: {target.run_url(run.id)}")
+            if not watch:
+                return
+            definition = definition_of(client, run)
+            final, _ = follow(client, run, definition, target, console, prompt, timeout)
+    except Detached as left:
+        raise _detached(left) from None
+    except CliError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise _fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
 
 
 # -------------------------------------------------------------------------- submit

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from datetime import UTC
 from typing import Any
 from uuid import UUID
 
@@ -25,8 +26,10 @@ from prefect.client.schemas.sorting import LogSort, TaskRunSort
 from prefect.exceptions import ObjectNotFound
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from flows.definitions import WorkflowDefinition
@@ -75,6 +78,9 @@ def base_task_name(task: TaskRun) -> str:
 
 
 Answerer = Callable[[PauseRequest], dict[str, Any] | None]
+# Column of the step titles on a terminal: titles wrap there (never cut) and share the width
+# left by the label, bar, count and state columns.
+TITLE_COLUMN = Column(ratio=1, no_wrap=False, overflow="fold", min_width=20)
 
 
 class RunWatcher:
@@ -105,6 +111,7 @@ class RunWatcher:
         self._by_task = {t: v for v in self.steps for t in v.tasks}
         self.detail = ""
         self.run_state = ""
+        self.run: FlowRun | None = None
         self.first_step_at: float | None = None
         self._told_pause: set[str] = set()
         self._printed: dict[str, str] = {}
@@ -113,6 +120,7 @@ class RunWatcher:
     # ---------------------------------------------------------------- reading
     def refresh(self) -> FlowRun:
         run = self.client.read_flow_run(self.run_id)
+        self.run = run
         self.run_state = run.state.name if run.state else "?"
         tasks: list[TaskRun] = self.client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[self.run_id])),
@@ -163,18 +171,18 @@ class RunWatcher:
             self.console.print(f"reports of this run: {folder}", soft_wrap=True)
 
     def handle_pause(self, run: FlowRun, suspend_display: Callable[[bool], None]) -> None:
+        """Ask the operator once per pause. ``later`` leaves this pause to the UI (or to
+        ``topup attach``) and keeps watching: the run's next pause is asked again."""
         request = self.pause_request(run)
-        if request is None:
+        if request is None or request.key in self._told_pause:
             return
         if self.answer is None:
-            if request.key not in self._told_pause:
-                self._told_pause.add(request.key)
-                where = f": {self.ui_run_url}" if self.ui_run_url else ""
-                self.console.print(
-                    f"[yellow]the run waits for operator input ({request.key}); "
-                    f"answer it in the Prefect UI{where}[/]"
-                )
-                self.tell_reports(request.key)
+            self._told_pause.add(request.key)
+            self.console.print(
+                f"[yellow]the run waits for operator input ({escape(request.key)}); "
+                f"{self._elsewhere()}[/]"
+            )
+            self.tell_reports(request.key)
             return
         suspend_display(True)
         self.tell_reports(request.key)
@@ -183,19 +191,27 @@ class RunWatcher:
                 values = self.answer(request)
                 if values is None:
                     self._told_pause.add(request.key)
-                    self.answer = None
-                    self.console.print("left unanswered; answer it in the Prefect UI")
+                    # Printed while the live display is off: it stays above it.
+                    self.console.print(
+                        f"[yellow]left {escape(request.key)} for later; {self._elsewhere()}[/]"
+                    )
                     return
                 result = self.client.resume_flow_run(self.run_id, run_input=values)
                 if result.status.value == "ACCEPT":
-                    self.console.print(f"answered {request.key}: {values}")
+                    self.console.print(f"answered {escape(request.key)}: {escape(str(values))}")
                     return
                 reason = getattr(result.details, "reason", None) or result.status.value
-                self.console.print(f"[red]Prefect refused the answer: {reason}[/]")
+                self.console.print(f"[red]Prefect refused the answer: {escape(str(reason))}[/]")
                 if self.client.read_flow_run(self.run_id).state.is_paused() is False:  # type: ignore[union-attr]
                     return
         finally:
             suspend_display(False)
+
+    def _elsewhere(self) -> str:
+        """Where else the operator can answer a pause."""
+        name = self.run.name if self.run is not None else str(self.run_id)
+        ui = f"in the Prefect UI ({self.ui_run_url})" if self.ui_run_url else "in the Prefect UI"
+        return f"answer it {ui} or with `topup attach {name}`"
 
     # ---------------------------------------------------------------- watching
     def watch(self, timeout: float = 24 * 3600) -> FlowRun:
@@ -234,49 +250,139 @@ class RunWatcher:
         return run
 
     def _watch_live(self, timeout: float) -> FlowRun:
-        progress = Progress(
-            TextColumn("{task.fields[label]:<4}"),
-            TextColumn("{task.description:<40}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-        )
-        ids: dict[str, TaskID] = {
-            v.id: progress.add_task(v.title[:40], total=len(v.tasks), label=v.label, status="")
-            for v in self.steps
-        }
+        progress, ids = step_bars(self.steps, self.console)
         header = Text()
-        footer = Text()
-        live = Live(Group(header, progress, footer), console=self.console, refresh_per_second=4)
+        footer = Text(overflow="ellipsis", no_wrap=True)
+        display = Group(header, progress, footer)
+        # Transient, and a new Live after each prompt: stopping erases the bars, so what was
+        # printed meanwhile (the prompt, the answer, "left for later") stays on the screen
+        # above the bars instead of being overwritten by their next refresh.
+        live: list[Live] = []
 
         def render() -> None:
-            header.plain = f"run {self.run_id}: {self.run_state}"
+            header.plain = f"run {self.run.name if self.run else self.run_id}: {self.run_state}"
             for v in self.steps:
                 progress.update(ids[v.id], completed=v.done, status=v.status)
             footer.plain = f"> {self.detail}"
 
         def suspend(on: bool) -> None:
-            if on:
-                live.stop()
-            else:
-                live.start()
+            if on and live:
+                live.pop().stop()
+            elif not on and not live:
+                live.append(self._new_live(display))
 
-        live.start()
+        live.append(self._new_live(display))
         try:
             run = self._loop(timeout, render, suspend)
         finally:
-            live.stop()
+            while live:
+                live.pop().stop()
         self.console.print(self.summary())
         return run
 
-    def summary(self) -> Table:
-        table = Table(title=f"flow run {self.run_id}: {self.run_state}")
-        for col in ("step", "id", "title", "tasks", "state"):
-            table.add_column(col)
-        for v in self.steps:
-            table.add_row(v.label, v.id, v.title, f"{v.done}/{len(v.tasks)}", v.status)
-        return table
+    def _new_live(self, display: Group) -> Live:
+        live = Live(display, console=self.console, refresh_per_second=4, transient=True)
+        live.start()
+        return live
+
+    def summary(self) -> Group:
+        """What the operator needs at the end: the run, its outcome, where it stopped,
+        each step's state, and what to do next."""
+        return run_summary(self.run, self.run_id, self.steps, self.ui_run_url)
+
+
+def step_bars(steps: list[StepView], console: Console) -> tuple[Progress, dict[str, TaskID]]:
+    """A bar per step with its full title, wrapped in the width the other columns leave."""
+    progress = Progress(
+        TextColumn("{task.fields[label]}", table_column=Column(width=4, no_wrap=True)),
+        TextColumn("{task.description}", table_column=TITLE_COLUMN.copy()),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}", table_column=Column(width=13, no_wrap=True)),
+        console=console,
+        expand=True,
+    )
+    ids = {
+        v.id: progress.add_task(v.title, total=len(v.tasks), label=v.label, status="")
+        for v in steps
+    }
+    return progress, ids
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _run_time(run: FlowRun | None) -> str:
+    """How long the run has been going (pauses included), from Prefect's own times."""
+    if run is None or run.start_time is None:
+        return ""
+    from datetime import datetime
+
+    end = run.end_time or datetime.now(UTC)
+    return f"started {run.start_time.astimezone():%Y-%m-%d %H:%M}, ran {_duration((end - run.start_time).total_seconds())}"
+
+
+def run_summary(
+    run: FlowRun | None,
+    run_id: UUID,
+    steps: list[StepView],
+    ui_run_url: str | None,
+) -> Group:
+    """The end of `topup run` / `topup attach`: outcome, the step that stopped, each step's
+    state (full titles, wrapped), and the commands that come next."""
+    name = run.name if run is not None else str(run_id)
+    state = run.state if run is not None else None
+    params = run.parameters if run is not None else {}
+    what = " ".join(str(params[k]) for k in ("round", "date") if params.get(k))
+    lines: list[Any] = []
+    # One line the operator (and scripts) read first: "flow run <name>: <state> - <why>".
+    head = Text.assemble(
+        "flow run ",
+        (name, "bold"),
+        ": ",
+        (state.name if state else "?", _style(state.name if state else "")),
+        f" - {state.message}" if state is not None and state.message else "",
+    )
+    lines.append(head)
+    took = _run_time(run)
+    if what or took:
+        lines.append(Text("  " + ", ".join(x for x in (what, took) if x)))
+    done = sum(1 for v in steps if v.status in FINISHED_OK)
+    stopped = next((v for v in steps if v.status not in FINISHED_OK + ("Pending",)), None)
+    lines.append(Text(f"  steps done: {done} of {len(steps)}"))
+    if stopped is not None and (state is None or not state.is_completed()):
+        lines.append(Text(f"  stopped at step {stopped.label} {stopped.title}: {stopped.status}"))
+    table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
+    table.add_column("step", no_wrap=True)
+    table.add_column("title", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    for v in steps:
+        table.add_row(v.label, v.title, Text(v.status, style=_style(v.status)))
+    lines.append(table)
+    if ui_run_url:
+        lines.append(Text(f"  Prefect UI: {ui_run_url}"))
+    nxt = [f"topup logs {name}"]
+    if state is not None and state.is_paused():
+        nxt.insert(0, f"topup attach {name}")
+    elif state is not None and (state.is_failed() or state.is_crashed()):
+        nxt.insert(0, f"topup retry {name}")
+    elif state is not None and not state.is_final():
+        nxt.insert(0, f"topup attach {name}")
+    lines.append(Text("  next: " + " | ".join(nxt)))
+    return Group(*lines)
+
+
+def _style(state_name: str) -> str:
+    if state_name in FINISHED_OK:
+        return "green"
+    if state_name in ("Failed", "Crashed", "Cancelled", "TimedOut"):
+        return "red"
+    if state_name in ("Paused", "Suspended", "AwaitingRetry", "Retrying"):
+        return "yellow"
+    return ""
 
 
 def prompt_answer(console: Console) -> Answerer:
@@ -284,9 +390,10 @@ def prompt_answer(console: Console) -> Answerer:
     from rich.prompt import Prompt
 
     def answer(request: PauseRequest) -> dict[str, Any] | None:
-        console.rule(f"[bold]the run waits for you: {request.key}")
+        console.rule(f"[bold]the run waits for you: {escape(request.key)}")
         if request.description:
-            console.print(request.description)
+            # The approval texts are Markdown (tables, lists, code): rendered, not raw.
+            console.print(Markdown(request.description))
         props: dict[str, Any] = request.schema.get("properties", {})
         required = set(request.schema.get("required", []))
         values: dict[str, Any] = {}
@@ -294,7 +401,7 @@ def prompt_answer(console: Console) -> Answerer:
             if name == "description":
                 continue
             choices = spec.get("enum")
-            text = spec.get("description") or name
+            text = escape(spec.get("description") or name)
             if choices:
                 picked = Prompt.ask(
                     f"{name} ({text})", choices=[*choices, "later"], console=console

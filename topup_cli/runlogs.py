@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +18,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
     LogFilter,
     LogFilterFlowRunId,
+    LogFilterTimestamp,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, Log
 from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
 from rich.console import Console
 from rich.markup import escape
@@ -38,35 +40,89 @@ def _task_names(client: SyncPrefectClient, run_id: UUID) -> dict[UUID, str]:
     return {t.id: t.name for t in tasks}
 
 
-def print_logs(
-    client: SyncPrefectClient, run_id: UUID, console: Console, follow: bool = False
-) -> int:
-    """Every log line of the run, oldest first; with ``follow`` until the run is final."""
-    offset = 0
-    names: dict[UUID, str] = {}
+# Log lines reach the server in batches, each process on its own schedule (worker, flow run,
+# its tasks): a line may arrive after later-stamped ones were read. Following re-reads this
+# far back and prints only the lines it has not printed yet.
+FOLLOW_OVERLAP = timedelta(seconds=60)
+# The flow's own last line ("Finished in state Completed()"): after the final state, following
+# goes on until it is in, or for at most this many seconds (a crashed process sends none).
+FLOW_LAST_LINE = "Finished in state"
+LAST_LINES_WAIT = 15.0
+
+
+def _line(log: Log, names: dict[UUID, str]) -> str:
+    where = names.get(log.task_run_id, "?") if log.task_run_id else "flow"
+    level = LEVELS.get(log.level, str(log.level))
+    stamp = log.timestamp.strftime("%H:%M:%S")
+    return f"{stamp} {level:<7} {escape(where):<22} {escape(log.message)}"
+
+
+def _read_since(client: SyncPrefectClient, run_id: UUID, after: datetime | None) -> list[Log]:
+    """Every log line of the run stamped at or after ``after`` (all if None), oldest first."""
+    flt = LogFilter(
+        flow_run_id=LogFilterFlowRunId(any_=[run_id]),
+        timestamp=LogFilterTimestamp(after_=after) if after is not None else None,
+    )
+    logs: list[Log] = []
     while True:
         batch = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
-            limit=PAGE,
-            offset=offset,
-            sort=LogSort.TIMESTAMP_ASC,
+            log_filter=flt, limit=PAGE, offset=len(logs), sort=LogSort.TIMESTAMP_ASC
         )
-        for log in batch:
+        logs.extend(batch)
+        if len(batch) < PAGE:
+            return logs
+
+
+def print_logs(
+    client: SyncPrefectClient,
+    run_id: UUID,
+    console: Console,
+    follow: bool = False,
+    interval: float = 1.0,
+) -> int:
+    """Every log line of the run (its tasks' included), oldest first; with ``follow``, new
+    lines as they arrive until the run is final and its last line is in. Returns how many
+    lines were printed."""
+    seen: dict[UUID, datetime] = {}
+    names: dict[UUID, str] = {}
+    newest: datetime | None = None
+    told_pause: str | None = None
+    printed = 0
+    final_since: float | None = None
+    flow_done = False
+    while True:
+        # The state before the lines: a run's last lines are shipped after its final state.
+        run = client.read_flow_run(run_id) if follow else None
+        after = newest - FOLLOW_OVERLAP if newest is not None else None
+        for log in _read_since(client, run_id, after):
+            if log.id in seen:
+                continue
+            seen[log.id] = log.timestamp
             if log.task_run_id is not None and log.task_run_id not in names:
                 names = _task_names(client, run_id)
-            where = names.get(log.task_run_id, "?") if log.task_run_id else "flow"
-            level = LEVELS.get(log.level, str(log.level))
-            stamp = log.timestamp.strftime("%H:%M:%S")
-            console.print(f"{stamp} {level:<7} {escape(where):<22} {escape(log.message)}")
-        offset += len(batch)
-        if len(batch) == PAGE:
-            continue
-        if not follow:
-            return offset
-        run = client.read_flow_run(run_id)
+            console.print(_line(log, names))
+            printed += 1
+            newest = log.timestamp if newest is None else max(newest, log.timestamp)
+            flow_done = flow_done or (
+                log.task_run_id is None and log.message.startswith(FLOW_LAST_LINE)
+            )
+        if newest is not None:  # forget what the overlap no longer reaches
+            seen = {k: t for k, t in seen.items() if t >= newest - 2 * FOLLOW_OVERLAP}
+        if run is None:
+            return printed
         if run.state is not None and run.state.is_final():
-            follow = False  # one more read picks up the last lines
-        time.sleep(0.5)
+            final_since = final_since or time.monotonic()
+            if flow_done or time.monotonic() - final_since > LAST_LINES_WAIT:
+                return printed
+        else:
+            key = run.state.state_details.pause_key if run.state and run.state.is_paused() else None
+            if key and key != told_pause:
+                told_pause = key
+                console.print(
+                    f"[yellow]-- the run waits for operator input ({escape(key)}): answer it "
+                    f"with `topup attach {escape(run.name)}` or in the Prefect UI --[/]"
+                )
+        time.sleep(interval)
 
 
 def table_artifact(

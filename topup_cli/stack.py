@@ -184,7 +184,9 @@ class PrefectStack:
         env.update(
             PREFECT_HOME=str(self.prefect_home),
             PREFECT_API_URL=self.api_url,
+            # Prefect's telemetry off, server side and client side (topup_cli/__init__.py).
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            DO_NOT_TRACK="1",
             PREFECT_CLI_COLORS="false",
             PYTHONUNBUFFERED="1",
         )
@@ -201,6 +203,8 @@ class PrefectStack:
         env.update(
             PREFECT_API_DATABASE_CONNECTION_URL=db,
             PREFECT_UI_ENABLED="true" if s.ui else "false",
+            # No upgrade prompts or marketing banners in the operators' UI.
+            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
             PREFECT_SERVER_LOGGING_LEVEL="WARNING",
             # Expired leases (a run whose process died holding its round's slot) are
             # reclaimed within seconds of expiring instead of up to 15 s later.

@@ -50,6 +50,7 @@ def test_run_preapproved_shows_every_step_then_logs(
             "--approve",
             "--approved-by",
             "cli-test",
+            "--timings",  # the first-step latency is printed only on request
             "--poll-seconds",
             "0.2",
             "--max-wait-minutes",
