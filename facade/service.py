@@ -22,6 +22,7 @@ from facade.errors import ApiError, bad_request
 from facade.models import Task, UserPreference, WorkflowRef
 from facade.prefect_gateway import GatewayError, PrefectGateway
 from flows.definitions import WorkflowDefinition
+from store import date_guard
 
 
 @dataclass
@@ -159,6 +160,7 @@ def create_task(
         prepared = workflows.validate(defn, merged)
     except workflows.ParameterError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
+    guard_dates(session, defn, prepared.flow, workflows.rerun_flag(prepared.extras))
     now = datetime.now(UTC)
     task = Task(
         user_name=owner,
@@ -173,6 +175,36 @@ def create_task(
     session.commit()
     session.refresh(task)
     return task
+
+
+def guard_dates(
+    session: Session, defn: WorkflowDefinition, flow: dict[str, Any], rerun: bool
+) -> None:
+    """Refuse the date(s) of a run before it exists: no raw data in the round (422), or
+    already processed, reset or submitted without ``rerun`` (409); the field is named.
+
+    Read from the outputs store only (``store/date_guard.py`` says why: no SSH in a request).
+    A backfill's ``dates`` are checked for raw data only: the flow skips processed dates.
+    """
+    round_ = flow.get("round")
+    if not isinstance(round_, str):
+        return
+    site = flow.get("site") if isinstance(flow.get("site"), str) else "default"
+    checks: list[tuple[str, str, bool]] = []
+    if "date" in defn.parameters and isinstance(flow.get("date"), str):
+        checks.append(("date", flow["date"], rerun))
+    if "dates" in defn.parameters and isinstance(flow.get("dates"), str):
+        checks += [("dates", d, True) for d in flow["dates"].split(",") if d]
+    if not checks:
+        return
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    for name, date, allow_rerun in checks:
+        try:
+            date_guard.check_date(round_, date, str(site), rerun=allow_rerun, url=url)
+        except date_guard.DateRefused as exc:
+            status = 409 if exc.reason == "rerun_needed" else 422
+            field = "parameters.rerun" if exc.reason == "rerun_needed" else f"parameters.{name}"
+            raise ApiError(status, exc.message, field=field) from None
 
 
 # --------------------------------------------------------------------------- control
@@ -209,6 +241,14 @@ async def start(session: Session, gateway: PrefectGateway, task: Task) -> FlowRu
     snap = await snapshot(gateway, task, history=False)
     if snap.view.status != legacy.PENDING:
         raise bad_request(f"Cannot start task in {snap.view.status} state")
+    # Again at start: a date may have been processed, or listed, since the task was created.
+    await run_in_threadpool(
+        guard_dates,
+        session,
+        snap.defn,
+        task.parameters,
+        workflows.rerun_flag(task.extras),
+    )
     flow_run = await _new_flow_run(session, gateway, task, task.parameters)
     # Only the first starter records the run (a concurrent start got the same run anyway).
     session.exec(  # type: ignore[call-overload]
