@@ -203,7 +203,8 @@ def guard_dates(
             date_guard.check_date(round_, date, str(site), rerun=allow_rerun, url=url)
         except date_guard.DateRefused as exc:
             status = 409 if exc.reason == "rerun_needed" else 422
-            field = "parameters.rerun" if exc.reason == "rerun_needed" else f"parameters.{name}"
+            # named as parameter errors name their field (the key inside ``parameters``)
+            field = "rerun" if exc.reason == "rerun_needed" else name
             raise ApiError(status, exc.message, field=field) from None
 
 
