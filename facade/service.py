@@ -262,6 +262,18 @@ async def start(session: Session, gateway: PrefectGateway, task: Task) -> FlowRu
     return flow_run
 
 
+def _not_inside_a_backfill(snap: Snapshot, action: str) -> None:
+    """One date of a backfill runs inside the backfill's process (a subflow): Prefect can
+    neither suspend it on its own ("Cannot suspend subflows") nor stop it without stopping
+    that process, so the answer says what to do instead of accepting a no-op."""
+    if snap.flow_run is not None and snap.flow_run.parent_task_run_id is not None:
+        raise ApiError(
+            409,
+            f"Cannot {action} task: it is one date of a backfill and runs inside the "
+            "backfill's flow run; pause or cancel the backfill's task instead",
+        )
+
+
 async def pause(gateway: PrefectGateway, task: Task) -> legacy.TaskView:
     snap = await snapshot(gateway, task, history=False)
     state = snap.flow_run.state.type if snap.flow_run and snap.flow_run.state else None
@@ -269,6 +281,7 @@ async def pause(gateway: PrefectGateway, task: Task) -> legacy.TaskView:
         raise bad_request(f"Cannot pause task in {snap.view.status} state")
     if state != StateType.RUNNING:
         raise ApiError(409, "The task's flow run has not started yet; pause it once it runs")
+    _not_inside_a_backfill(snap, "pause")
     try:
         await gateway.suspend(str(task.flow_run_id))
     except GatewayError as exc:
@@ -458,6 +471,7 @@ async def cancel(session: Session, gateway: PrefectGateway, task: Task) -> str:
         session.add(task)
         session.commit()
         return legacy.CANCELLED
+    _not_inside_a_backfill(snap, "cancel")
     try:
         await gateway.cancel(task.flow_run_id)
     except GatewayError as exc:
