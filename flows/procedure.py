@@ -299,7 +299,8 @@ class Procedure:
             self.log.warning("step %s: the pre-approval does not cover this case", step.label)
         if pre and pre_ok:
             if details:  # pre-approved: what it overwrites is said before it happens
-                self.log.warning("step %s pre-approved; %s", step.label, " ".join(details.split()))
+                plain = " ".join(details.replace("**", "").replace("`", "").split())
+                self.log.warning("step %s pre-approved; %s", step.label, plain.lstrip("# "))
             by = who(self.o.approved_by)
             recording.record_decision(
                 self.rec,

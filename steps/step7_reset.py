@@ -227,7 +227,10 @@ def reset(
                 **base,
             )
         if before["snapshots"]:
-            log.warning("reset.sh ran already today: it will overwrite %s", before["snapshots"])
+            log.warning(  # names relative to the round's tree: no server paths in logs
+                "reset.sh ran already today: it will overwrite %s",
+                ", ".join(_relative(s) for s in before["snapshots"]),
+            )
             data["snapshots_overwritten"] = before["snapshots"]
     sub = submit_once(
         site,
