@@ -295,12 +295,18 @@ def _step_or_400(defn: WorkflowDefinition, step: str) -> str:
     return step
 
 
-def _revalidate(task: Task, defn: WorkflowDefinition, updates: dict[str, Any]) -> dict[str, Any]:
+def _revalidate(
+    session: Session, task: Task, defn: WorkflowDefinition, updates: dict[str, Any]
+) -> dict[str, Any]:
     prepared = workflows.split_parameters(updates)
     try:
         checked = workflows.validate(defn, {**task.parameters, **prepared.flow})
     except workflows.ParameterError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
+    moved = any(checked.flow.get(k) != task.parameters.get(k) for k in ("date", "round", "site"))
+    if moved:  # a resume onto another date: checked as at create
+        rerun = workflows.rerun_flag({**task.extras, **prepared.extras})
+        guard_dates(session, defn, checked.flow, rerun)
     task.extras = {**task.extras, **prepared.extras}
     return checked.flow
 
@@ -395,7 +401,7 @@ async def resume(
         raise ApiError(409, "Task is pausing: resume it once the running step has ended")
     if retry_from_step is not None:
         step = _step_or_400(defn, retry_from_step)
-        new_params = _revalidate(task, defn, {**parameters, "start_at_step": step})
+        new_params = _revalidate(session, task, defn, {**parameters, "start_at_step": step})
         if status == legacy.PAUSED:
             # The paused run is replaced; cancelling it also cleans its remote leftovers.
             await gateway.cancel(str(task.flow_run_id))
@@ -407,7 +413,9 @@ async def resume(
         if parameters and paused_at and defn.step(paused_at).pause_after:
             # The legacy resume of a review pause: the paused step runs again with the new
             # parameters (in a new flow run starting there; the paused one is cancelled).
-            new_params = _revalidate(task, defn, {**parameters, "start_at_step": paused_at})
+            new_params = _revalidate(
+                session, task, defn, {**parameters, "start_at_step": paused_at}
+            )
             await gateway.cancel(flow_run_id)
             return await _rerun(
                 session, gateway, task, new_params, f"Task resumed from step: {paused_at}"
@@ -427,7 +435,7 @@ async def resume(
     if status == legacy.SUCCESS:
         raise bad_request("Cannot resume task in success state (give retry_from_step to rerun)")
     if parameters:
-        new_params = _revalidate(task, defn, parameters)
+        new_params = _revalidate(session, task, defn, parameters)
         await gateway.update_parameters(flow_run_id, new_params)
         task.parameters = new_params
         session.add(task)

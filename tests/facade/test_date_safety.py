@@ -84,4 +84,18 @@ def test_dates_are_checked_before_any_flow_run(
     started = c.post(f"/api/tasks/{task}/start")
     assert started.status_code == 200, started.text
     assert _count(stack) == before + 1
-    c.post(f"/api/tasks/{task}/cancel")  # the second run is not needed to the end
+    assert c.post(f"/api/tasks/{task}/cancel").status_code == 200
+    wait_for(
+        lambda: c.get(f"/api/tasks/{task}/progress").json()["status"] == "cancelled",
+        timeout=120,
+        what="the rerun cancelled",
+    )
+    # a resume onto a date without raw data is refused as a create would be
+    before = _count(stack)
+    moved = c.post(
+        f"/api/tasks/{task}/resume",
+        json={"retry_from_step": "step1_1", "parameters": {"date": EMPTY}},
+    )
+    assert moved.status_code == 422 and moved.json()["field"] == "date", moved.text
+    assert _count(stack) == before
+    assert c.get(f"/api/tasks/{task}").json()["task"]["parameters"]["date"] == DATE
