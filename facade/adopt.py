@@ -69,9 +69,12 @@ def definition_of(run: FlowRun, flow_name: str) -> WorkflowDefinition:
     version = params.get("workflow_version")
     for candidate in ((name, version if isinstance(version, str) else None), (flow_name, None)):
         try:
-            return workflows.resolve(*candidate)
+            defn = workflows.resolve(*candidate)
         except workflows.UnknownWorkflow:
             continue
+        # a backfill's ``workflow`` parameter names its per-date workflow, not its own
+        if defn.flow == flow_name:
+            return defn
     raise workflows.UnknownWorkflow(f"no definition for flow {flow_name}")
 
 

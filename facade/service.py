@@ -23,6 +23,7 @@ from facade.models import Task, UserPreference, WorkflowRef
 from facade.prefect_gateway import GatewayError, PrefectGateway
 from flows.definitions import WorkflowDefinition
 from flows.naming import flow_run_name, run_tags
+from store import date_guard
 
 
 @dataclass
@@ -160,6 +161,7 @@ def create_task(
         prepared = workflows.validate(defn, merged)
     except workflows.ParameterError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
+    guard_dates(session, defn, prepared.flow, workflows.rerun_flag(prepared.extras))
     now = datetime.now(UTC)
     task = Task(
         user_name=owner,
@@ -174,6 +176,37 @@ def create_task(
     session.commit()
     session.refresh(task)
     return task
+
+
+def guard_dates(
+    session: Session, defn: WorkflowDefinition, flow: dict[str, Any], rerun: bool
+) -> None:
+    """Refuse the date(s) of a run before it exists: no raw data in the round (422), or
+    already processed, reset or submitted without ``rerun`` (409); the field is named.
+
+    Read from the outputs store only (``store/date_guard.py`` says why: no SSH in a request).
+    A backfill's ``dates`` are checked for raw data only: the flow skips processed dates.
+    """
+    round_ = flow.get("round")
+    if not isinstance(round_, str):
+        return
+    site = flow.get("site") if isinstance(flow.get("site"), str) else "default"
+    checks: list[tuple[str, str, bool]] = []
+    if "date" in defn.parameters and isinstance(flow.get("date"), str):
+        checks.append(("date", flow["date"], rerun))
+    if "dates" in defn.parameters and isinstance(flow.get("dates"), str):
+        checks += [("dates", d, True) for d in flow["dates"].split(",") if d]
+    if not checks:
+        return
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    for name, date, allow_rerun in checks:
+        try:
+            date_guard.check_date(round_, date, str(site), rerun=allow_rerun, url=url)
+        except date_guard.DateRefused as exc:
+            status = 409 if exc.reason == "rerun_needed" else 422
+            # named as parameter errors name their field (the key inside ``parameters``)
+            field = "rerun" if exc.reason == "rerun_needed" else name
+            raise ApiError(status, exc.message, field=field) from None
 
 
 # --------------------------------------------------------------------------- control
@@ -217,6 +250,14 @@ async def start(session: Session, gateway: PrefectGateway, task: Task) -> FlowRu
     snap = await snapshot(gateway, task, history=False)
     if snap.view.status != legacy.PENDING:
         raise bad_request(f"Cannot start task in {snap.view.status} state")
+    # Again at start: a date may have been processed, or listed, since the task was created.
+    await run_in_threadpool(
+        guard_dates,
+        session,
+        snap.defn,
+        task.parameters,
+        workflows.rerun_flag(task.extras),
+    )
     flow_run = await _new_flow_run(session, gateway, task, task.parameters)
     # Only the first starter records the run (a concurrent start got the same run anyway).
     session.exec(  # type: ignore[call-overload]
@@ -229,6 +270,18 @@ async def start(session: Session, gateway: PrefectGateway, task: Task) -> FlowRu
     return flow_run
 
 
+def _not_inside_a_backfill(snap: Snapshot, action: str) -> None:
+    """One date of a backfill runs inside the backfill's process (a subflow): Prefect can
+    neither suspend it on its own ("Cannot suspend subflows") nor stop it without stopping
+    that process, so the answer says what to do instead of accepting a no-op."""
+    if snap.flow_run is not None and snap.flow_run.parent_task_run_id is not None:
+        raise ApiError(
+            409,
+            f"Cannot {action} task: it is one date of a backfill and runs inside the "
+            "backfill's flow run; pause or cancel the backfill's task instead",
+        )
+
+
 async def pause(gateway: PrefectGateway, task: Task) -> legacy.TaskView:
     snap = await snapshot(gateway, task, history=False)
     state = snap.flow_run.state.type if snap.flow_run and snap.flow_run.state else None
@@ -236,6 +289,7 @@ async def pause(gateway: PrefectGateway, task: Task) -> legacy.TaskView:
         raise bad_request(f"Cannot pause task in {snap.view.status} state")
     if state != StateType.RUNNING:
         raise ApiError(409, "The task's flow run has not started yet; pause it once it runs")
+    _not_inside_a_backfill(snap, "pause")
     try:
         await gateway.suspend(str(task.flow_run_id))
     except GatewayError as exc:
@@ -249,12 +303,18 @@ def _step_or_400(defn: WorkflowDefinition, step: str) -> str:
     return step
 
 
-def _revalidate(task: Task, defn: WorkflowDefinition, updates: dict[str, Any]) -> dict[str, Any]:
+def _revalidate(
+    session: Session, task: Task, defn: WorkflowDefinition, updates: dict[str, Any]
+) -> dict[str, Any]:
     prepared = workflows.split_parameters(updates)
     try:
         checked = workflows.validate(defn, {**task.parameters, **prepared.flow})
     except workflows.ParameterError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
+    moved = any(checked.flow.get(k) != task.parameters.get(k) for k in ("date", "round", "site"))
+    if moved:  # a resume onto another date: checked as at create
+        rerun = workflows.rerun_flag({**task.extras, **prepared.extras})
+        guard_dates(session, defn, checked.flow, rerun)
     task.extras = {**task.extras, **prepared.extras}
     return checked.flow
 
@@ -349,7 +409,7 @@ async def resume(
         raise ApiError(409, "Task is pausing: resume it once the running step has ended")
     if retry_from_step is not None:
         step = _step_or_400(defn, retry_from_step)
-        new_params = _revalidate(task, defn, {**parameters, "start_at_step": step})
+        new_params = _revalidate(session, task, defn, {**parameters, "start_at_step": step})
         if status == legacy.PAUSED:
             # The paused run is replaced; cancelling it also cleans its remote leftovers.
             await gateway.cancel(str(task.flow_run_id))
@@ -361,7 +421,9 @@ async def resume(
         if parameters and paused_at and defn.step(paused_at).pause_after:
             # The legacy resume of a review pause: the paused step runs again with the new
             # parameters (in a new flow run starting there; the paused one is cancelled).
-            new_params = _revalidate(task, defn, {**parameters, "start_at_step": paused_at})
+            new_params = _revalidate(
+                session, task, defn, {**parameters, "start_at_step": paused_at}
+            )
             await gateway.cancel(flow_run_id)
             return await _rerun(
                 session, gateway, task, new_params, f"Task resumed from step: {paused_at}"
@@ -381,7 +443,7 @@ async def resume(
     if status == legacy.SUCCESS:
         raise bad_request("Cannot resume task in success state (give retry_from_step to rerun)")
     if parameters:
-        new_params = _revalidate(task, defn, parameters)
+        new_params = _revalidate(session, task, defn, parameters)
         await gateway.update_parameters(flow_run_id, new_params)
         task.parameters = new_params
         session.add(task)
@@ -425,6 +487,7 @@ async def cancel(session: Session, gateway: PrefectGateway, task: Task) -> str:
         session.add(task)
         session.commit()
         return legacy.CANCELLED
+    _not_inside_a_backfill(snap, "cancel")
     try:
         await gateway.cancel(task.flow_run_id)
     except GatewayError as exc:

@@ -12,13 +12,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flows import definitions
+from flows import definitions, step_arguments
 from flows.definitions import DefinitionError, WorkflowDefinition
 from flows.definitions.models import ExecutionConfig
 
 # Keys legacy clients send inside ``parameters`` that are not flow parameters: accepted,
 # echoed back in the task's parameters, never passed to Prefect.
 LEGACY_EXTRAS = ("user_id", "download_files")
+# Flags for the facade itself, never flow parameters: ``rerun`` allows a date that was
+# already processed, reset or submitted (store/date_guard.py).
+FACADE_FLAGS = ("rerun",)
 # Legacy parameter names that the definitions call differently.
 LEGACY_PARAM_RENAMES = {"date_param": "date"}
 
@@ -138,7 +141,7 @@ def split_parameters(raw: dict[str, Any]) -> PreparedParameters:
     flow: dict[str, Any] = {}
     extras: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in LEGACY_EXTRAS:
+        if key in LEGACY_EXTRAS or key in FACADE_FLAGS:
             extras[key] = value
             continue
         target = LEGACY_PARAM_RENAMES.get(key, key)
@@ -160,6 +163,14 @@ def validate(defn: WorkflowDefinition, raw: dict[str, Any]) -> PreparedParameter
     return PreparedParameters(
         flow=_drop_unset(defn, checked, prepared.flow), extras=prepared.extras
     )
+
+
+def rerun_flag(extras: dict[str, Any]) -> bool:
+    """The ``rerun`` flag as legacy clients may send it (``true``, ``"True"``, ``1``)."""
+    value = extras.get("rerun", False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return value is True or value == 1
 
 
 def _drop_unset(defn: WorkflowDefinition, checked: dict[str, Any], given: dict[str, Any]) -> dict:
@@ -194,7 +205,9 @@ def legacy_step(defn: WorkflowDefinition, index: int) -> dict[str, Any]:
         "timeout_minutes": step.timeout_minutes,
         "retry_count": step.retries,
         "retry_delay_seconds": step.retry_delay_seconds,
-        "parameters": dict(step.options),
+        # the legacy mapping {function argument: task parameter}; fixed options beside it
+        "parameters": step_arguments.step_parameters(defn, step),
+        "options": dict(step.options),
         "required_files": list(step.required_files),
         "pause_after": step.pause_after,
     }

@@ -142,6 +142,7 @@ class Procedure:
                 step,
                 key=pause_key(step.id, "approve"),
                 what=_APPROVAL_TEXT[step.approval],
+                details=self.overwrite_notice() if step.approval == "reset" else "",
                 pre_ok=clean,
             )
             if by is None:
@@ -302,6 +303,9 @@ class Procedure:
         if pre and not pre_ok:
             self.log.warning("step %s: the pre-approval does not cover this case", step.label)
         if pre and pre_ok:
+            if details:  # pre-approved: what it overwrites is said before it happens
+                plain = " ".join(details.replace("**", "").replace("`", "").split())
+                self.log.warning("step %s pre-approved; %s", step.label, plain.lstrip("# "))
             by = who(self.o.approved_by)
             recording.record_decision(
                 self.rec,
@@ -332,6 +336,37 @@ class Procedure:
                 + (f": {answer.note}" if answer.note else "")
             )
         return by if answer.decision == "approve" else None
+
+    def overwrite_notice(self) -> str:
+        """What the reset will overwrite, for the approval text (empty: nothing known).
+
+        Today's snapshots come from a read-only probe of the site (the one step 7 runs
+        first); what earlier runs did to the date comes from the outputs store.
+        """
+        from steps.common import DateUnavailable
+        from steps.session import open_site
+        from steps.step7_reset import reset_preview
+        from store import date_guard
+
+        assert self.o.date is not None
+        lines: list[str] = []
+        try:
+            preview = reset_preview(open_site(self.o.site), date=self.o.date, round=self.o.round)
+        except (RemoteError, DateUnavailable, OSError, ValueError, LookupError) as exc:
+            lines.append(f"- today's snapshots could not be checked: {type(exc).__name__}")
+        else:
+            if preview["snapshots"]:
+                lines.append(
+                    "- **reset.sh ran already today: it will overwrite** today's snapshot "
+                    + ", ".join(f"`{s}`" for s in preview["snapshots"])
+                )
+            if preview["working_files"]:
+                lines.append(
+                    f"- it archives {preview['working_files']} working files of {self.o.date}"
+                )
+        for done in date_guard.history(self.o.round, self.o.date, self.o.site):
+            lines.append(f"- this date was already {done}: that is overwritten")
+        return ("### What the reset overwrites\n\n" + "\n".join(lines) + "\n") if lines else ""
 
     def gate(self, step: StepDefinition) -> bool:
         """Before the reset: the date must be verified, or a person decides knowingly.

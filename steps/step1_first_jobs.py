@@ -251,6 +251,9 @@ def first_jobs(
 # --------------------------------------------------------------------------- 1.2
 
 
+_LISTING_MARK = "::topup-remaining::"
+
+
 def _move_loop(names: list[str], target: str, kind: str) -> str:
     words = " ".join(q(n) for n in names)
     return (
@@ -276,12 +279,17 @@ def move_outputs(site: RemoteSite, *, date: str, round: str, run_key: str) -> St
     cmd = (
         f"cd {qpath(date_dir)} || exit 3; rc=0; "
         f"{_move_loop(roots, paths.calib_const, 'root')}; "
-        f"{_move_loop(pngs, paths.interval_plot, 'png')}; exit $rc"
+        f"{_move_loop(pngs, paths.interval_plot, 'png')}; "
+        # what stays in INJ/{date} afterwards: the legacy step reported this ``ls -la``
+        f"echo {_LISTING_MARK}; ls -la; exit $rc"
     )
     res = site.run(cmd)
     if res.exit_code == 3:
         fail(step, 1200, f"INJ/{date} does not exist", **base)
-    moved = [ln.split(" ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("::moved:: ")]
+    out_lines = res.stdout.splitlines()
+    mark = out_lines.index(_LISTING_MARK) if _LISTING_MARK in out_lines else len(out_lines)
+    moved = [ln.split(" ", 1)[1] for ln in out_lines[:mark] if ln.startswith("::moved:: ")]
+    remaining = "\n".join(out_lines[mark + 1 :])
     specs = [
         FileSpec(f"{paths.calib_const}/{n}", r, "output") for r, n in zip(runs, roots, strict=True)
     ]
@@ -298,6 +306,7 @@ def move_outputs(site: RemoteSite, *, date: str, round: str, run_key: str) -> St
     ]
     moved_set = set(moved)
     data: dict[str, Any] = {
+        "remaining_files": remaining,
         "moved": moved,
         "already_in_place": [
             rec.path.rsplit("/", 1)[-1]

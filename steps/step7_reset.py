@@ -19,7 +19,14 @@ from typing import Any
 
 from prefect import task
 
-from steps.common import check_inputs, detached_key, fail, step_logger, submit_once
+from steps.common import (
+    check_inputs,
+    date_runs,
+    detached_key,
+    fail,
+    step_logger,
+    submit_once,
+)
 from steps.config import SitePaths
 from steps.remote.site import RemoteSite
 from steps.remote.validate import file_name, q, qpath
@@ -145,6 +152,30 @@ def _probe(site: RemoteSite, p: SitePaths, runs: list[int]) -> dict[str, Any]:
     return _parse_probe(res.stdout)
 
 
+def reset_preview(site: RemoteSite, *, date: str, round: str) -> dict[str, Any]:
+    """What an approved reset would overwrite, read-only (the probe the step runs first).
+
+    ``snapshots``: today's snapshots of the round's cumulative files (``<dir>/<yymmdd>``,
+    named relative to the round's tree, never as server paths) that ``reset.sh`` replaces;
+    ``working_files``: how many of this date's files it archives or deletes. The approval
+    text shows both, so a person decides before the reset and not after.
+    """
+    runs = date_runs(site, round, date)
+    probe = _probe(site, site.paths(round), runs)
+    sources = {f"{src}/{file_name(name)}" for src, name, _ in date_files(site.paths(round), runs)}
+    return {
+        "today": probe["today"],
+        "snapshots": [_relative(s) for s in probe["snapshots"]],
+        "working_files": len(sources & probe["have"]),
+    }
+
+
+def _relative(path: str) -> str:
+    """``.../InjSigIntervalCal/251206`` -> ``InjSigIntervalCal/251206``."""
+    parts = path.rstrip("/").split("/")
+    return "/".join(parts[-2:])
+
+
 def reset(
     site: RemoteSite,
     *,
@@ -196,7 +227,10 @@ def reset(
                 **base,
             )
         if before["snapshots"]:
-            log.warning("reset.sh ran already today: it will overwrite %s", before["snapshots"])
+            log.warning(  # names relative to the round's tree: no server paths in logs
+                "reset.sh ran already today: it will overwrite %s",
+                ", ".join(_relative(s) for s in before["snapshots"]),
+            )
             data["snapshots_overwritten"] = before["snapshots"]
     sub = submit_once(
         site,

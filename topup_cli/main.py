@@ -310,6 +310,47 @@ def _checked(definition: Any, params: dict[str, Any]) -> None:
         raise _fail(f"invalid parameters: {exc}", 2) from None
 
 
+def _store_url(data_dir: Path | None) -> str | None:
+    """The outputs store the stack's flows write: the running stack's, else
+    ``TOPUP_DATABASE_URL``; None when neither is known (no stray database is created)."""
+    from topup_cli.state import read_state
+
+    state = read_state(_settings(data_dir).state_file)
+    if state is not None and state.topup_database_url:
+        return state.topup_database_url
+    return os.environ.get("TOPUP_DATABASE_URL") or None
+
+
+def _date_safe(
+    round: str, dates: list[str], site: str, data_dir: Path | None, *, rerun: bool | None
+) -> None:
+    """Refuse (exit 2, no flow run) a date without raw data in the round, and, unless
+    ``rerun`` (None: not asked, e.g. a backfill, which skips processed dates itself), a date
+    that was already processed, reset or submitted (``store/date_guard.py`` says why the
+    check reads the outputs store)."""
+    from store.date_guard import DateRefused, check_date
+
+    url = _store_url(data_dir)
+    if url is None:
+        console.print("[yellow]note:[/] no outputs store known: the date was not checked")
+        return
+    for date in dates:
+        try:
+            found = check_date(round, date, site, rerun=bool(rerun) or rerun is None, url=url)
+        except DateRefused as exc:
+            raise _fail(exc.message, 2) from None
+        if not found.listed:
+            console.print(
+                f"[yellow]note:[/] no listing of {round} yet (`topup dates --round {round}`): "
+                f"raw data of {date} not checked before the run"
+            )
+        if found.history and rerun:
+            console.print(
+                f"[yellow]rerun:[/] {date} was already {'; '.join(found.history)}; the reset "
+                "approval says what it overwrites"
+            )
+
+
 def load_latest_standard() -> Any:
     from flows.definitions import load
 
@@ -342,6 +383,12 @@ def run(
         bool, typer.Option("--approve", help="Pre-approve the reset of a verified date")
     ] = False,
     approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
+    rerun: Annotated[
+        bool,
+        typer.Option(
+            "--rerun", help="Run a date that was already processed, reset or submitted again"
+        ),
+    ] = False,
     poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
     max_wait_minutes: Annotated[float | None, typer.Option(help="Batch wait limit")] = None,
     start_at_step: Annotated[str | None, typer.Option(help="e.g. step3_1")] = None,
@@ -382,6 +429,7 @@ def run(
         if value is not None:
             params[name] = value
     _checked(definition, {k: v for k, v in params.items() if k in definition.parameters})
+    _date_safe(round, [date], params["site"], data_dir, rerun=rerun)
     _start_and_follow(target, None, params, definition, watch, prompt, timeout, owner, timings)
 
 
@@ -765,6 +813,8 @@ def backfill(
             params[name] = value
     # As `run` does: refused here (exit 2) instead of a flow run that fails at its start.
     _checked(_definition("backfill", None), params)
+    if dates:  # the dates asked for by name; the flow itself skips processed ones
+        _date_safe(round, dates.split(","), params["site"], data_dir, rerun=None)
     try:
         with target.client() as client:
             fr = start_run(client, "backfill/backfill", params, tags=owner)

@@ -13,8 +13,8 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 

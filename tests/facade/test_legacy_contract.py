@@ -280,12 +280,15 @@ def test_topup_standard_steps_session(sim: Any, stack_site: str, live_facade: Se
     ]
     assert [e["step_order"] for e in task["executions"]] == [1, 2, 3, 4]
     assert all(e["status"] == "success" for e in task["executions"])
-    s11, _, s13, s14 = (e["step_result_json"] for e in task["executions"])
+    s11, s12, s13, s14 = (e["step_result_json"] for e in task["executions"])
     runs = sim.runs("round18", date)
     # §4.3 step1_1: date, total_runs, complete_runs[], incomplete_runs[], elapsed_time (s)
     assert s11["date"] == date and s11["total_runs"] == len(runs)
     assert s11["complete_runs"] == runs and s11["incomplete_runs"] == []
     assert isinstance(s11["elapsed_time"], float) and s11["elapsed_time"] >= 0
+    # step1_2: date, remaining_files (the ``ls -la`` of INJ/<date> after the move)
+    assert s12["date"] == date and s12["remaining_files"].startswith("total ")
+    assert all(f"Interval_run{r}.txt" in s12["remaining_files"] for r in runs)
     # step1_3: ist_results {run: [int, int, int]}, invalid_runs []
     assert set(s13["ist_results"]) == {str(r) for r in runs} and s13["invalid_runs"] == []
     assert all(len(v) == 3 for v in s13["ist_results"].values())

@@ -144,7 +144,8 @@ def test_cli_run_is_a_task_with_live_events_and_controls(
 
     # A second CLI run, cancelled through the API while it runs.
     sim.set_faults(**SIM_FAST, slow={"genJob.sh": 30.0})
-    res = CliRunner(env=env).invoke(app, [*cli_args, "--no-watch"])
+    # the date was processed by the first run: running it again is asked for (issue 14)
+    res = CliRunner(env=env).invoke(app, [*cli_args, "--no-watch", "--rerun"])
     found = RUN_ID.search(res.output)
     assert found and res.exit_code == 0, res.output
     second = str(UUID(found.group(1)))
@@ -185,3 +186,158 @@ def test_cli_refuses_a_bad_user_or_token_before_any_call(
         ["dates", "--round", "round18", *args, "--api-url", "http://127.0.0.1:9/api"],
     )
     assert res.exit_code == 2 and needle in res.output, res.output
+
+
+BACKFILL_ID = re.compile(r"started backfill \S+ \(([0-9a-f-]{36})\)")
+
+
+def test_backfill_children_are_tasks_of_the_backfills_user(
+    stack: Any,
+    sim: Any,
+    stack_site: str,
+    stack_runs: StackRuns,
+    live_facade: Served,
+    tmp_path: Path,
+) -> None:
+    """Issue 12: a backfill started in the CLI and each date's run it starts are dave's
+    tasks (an admin sees them, erin does not); progress, executions, logs and downloads work
+    on a child. A child runs inside the backfill's process (a Prefect subflow), which
+    Prefect cannot suspend or stop alone: pause and cancel on it answer 409 naming the
+    backfill's task, and cancelling that task ends both as Cancelled."""
+    sim.set_faults(**SIM_FAST, slow={"genJob.sh": 3.0})
+    env = {
+        "TOPUP_DATABASE_URL": stack.topup_database_url,
+        "TOPUP_STACK_DATA_DIR": str(tmp_path / "cli"),
+    }
+
+    def backfill(date: str) -> str:
+        res = CliRunner(env=env).invoke(
+            app,
+            [
+                "backfill",
+                "--round",
+                "round18",
+                "--dates",
+                date,
+                "--workflow",
+                "topup-standard-steps",
+                "--site",
+                stack_site,
+                "--user",
+                "dave",
+                "--poll-seconds",
+                "0.2",
+                "--max-wait-minutes",
+                "2",
+                "--no-watch",
+                "--api-url",
+                stack.api_url,
+            ],
+        )
+        found = BACKFILL_ID.search(res.output)
+        assert found and res.exit_code == 0, res.output
+        stack_runs.created.append(UUID(found.group(1)))  # cancelled at teardown if left
+        return str(UUID(found.group(1)))
+
+    dave = live_facade.client("dave")
+    admin = live_facade.client("ops", admin=True)
+    erin = live_facade.client("erin")
+
+    def tasks(c: Any) -> list[dict[str, Any]]:
+        return c.get("/api/tasks", params={"limit": 200}).json()["tasks"]
+
+    def child_of(c: Any, date: str, not_in: set[str]) -> dict[str, Any] | None:
+        return next(
+            (
+                t
+                for t in tasks(c)
+                if t["workflow_name"] == "topup-standard-steps"
+                and t["date_param"] == date
+                and t["flow_run_id"] not in not_in
+            ),
+            None,
+        )
+
+    parent = backfill(DATE)
+    mine = wait_for(
+        lambda: next((t for t in tasks(dave) if t["flow_run_id"] == parent), None),
+        timeout=30,
+        what="the backfill in dave's tasks",
+    )
+    assert mine["user_id"] == "dave" and mine["workflow_name"] == "backfill"
+    child = wait_for(lambda: child_of(dave, DATE, {parent}), timeout=120, what="the child")
+    child_id = child["id"]
+    stack_runs.created.append(UUID(child["flow_run_id"]))
+    assert child["user_id"] == "dave"
+    seen_by_admin = {t["id"] for t in tasks(admin)}
+    assert {mine["id"], child_id} <= seen_by_admin
+    assert not {mine["id"], child_id} & {t["id"] for t in tasks(erin)}
+    assert erin.get(f"/api/tasks/{child_id}").status_code == 404
+
+    # A date of a backfill runs inside the backfill's process (a subflow): Prefect cannot
+    # suspend it on its own, and the API says so and what to do instead.
+    wait_for(
+        lambda: any(
+            e["step_name"] == "step1_1" and e["status"] == "running"
+            for e in dave.get(f"/api/tasks/{child_id}").json()["task"]["executions"]
+        ),
+        timeout=120,
+        what="the child's step1_1 running",
+    )
+    refused = dave.post(f"/api/tasks/{child_id}/pause")
+    assert refused.status_code == 409, refused.text
+    assert "one date of a backfill" in refused.json()["error"]
+    assert "backfill's task" in refused.json()["error"]
+    done = wait_for(
+        lambda: (
+            (p := dave.get(f"/api/tasks/{child_id}/progress").json())["status"]
+            in ("success", "failed", "cancelled")
+            and p
+        ),
+        timeout=240,
+        what="the child's end",
+    )
+    assert done["status"] == "success" and done["progress_percentage"] == 100
+    execs = dave.get(f"/api/executions/{child_id}").json()["executions"]
+    assert [e["step_name"] for e in execs] == ["step1_1", "step1_2", "step1_3", "step1_4"]
+    assert execs[0]["step_result_json"]["complete_runs"] == sim.runs("round18", DATE)
+    logs = dave.get(f"/api/tasks/{child_id}/logs").json()
+    assert logs["success"] is True and logs["total"] > 0
+    pdf = dave.get(f"/api/downloads/task/{child_id}", params={"file_type": "merged_pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    wait_for(
+        lambda: (
+            dave.get(f"/api/tasks/{mine['id']}/progress").json()["status"] in ("success", "failed")
+        ),
+        timeout=120,
+        what="the backfill's end",
+    )
+
+    # a second backfill: its child is cancelled through the API while it runs
+    sim.set_faults(**SIM_FAST, slow={"genJob.sh": 30.0})
+    second = backfill("250625")
+    other = wait_for(lambda: child_of(dave, "250625", {second}), timeout=120, what="child 2")
+    stack_runs.created.append(UUID(other["flow_run_id"]))
+    wait_for(
+        lambda: dave.get(f"/api/tasks/{other['id']}/progress").json()["status"] == "running",
+        timeout=60,
+        what="the second child running",
+    )
+    refused = dave.post(f"/api/tasks/{other['id']}/cancel")
+    assert refused.status_code == 409 and "backfill's task" in refused.json()["error"]
+    # cancelling the backfill's task stops its process; Prefect then cancels the date's run
+    parent_task = wait_for(
+        lambda: next((t for t in tasks(dave) if t["flow_run_id"] == second), None),
+        timeout=30,
+        what="the second backfill's task",
+    )
+    cancelled = dave.post(f"/api/tasks/{parent_task['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    for task_id in (parent_task["id"], other["id"]):
+        wait_for(
+            lambda t=task_id: (
+                dave.get(f"/api/tasks/{t}").json()["task"]["state_name"] == "Cancelled"
+            ),
+            timeout=120,
+            what=f"task {task_id} Cancelled",
+        )

@@ -234,6 +234,12 @@ def test_move_outputs_is_idempotent_and_completes_a_partial_move(
         assert (inj / "Interval_plot" / f"Interval_run{r}.png").is_file()
         assert not (inj / DATE / f"Interval_run{r}.png").exists()
         assert (inj / DATE / f"Interval_run{r}.txt").is_file()  # stays for 1.3
+    # the legacy key: the ``ls -la`` of INJ/<date> after the move
+    remaining = first.data["remaining_files"]
+    assert remaining.startswith("total ") and all(
+        f"Interval_run{r}.txt" in remaining and f"Interval_run{r}.png" not in remaining
+        for r in RUNS
+    )
     assert {r.role for r in first.files} == {"output"} and len(first.files) == 2 * len(RUNS)
     for rec in first.files:
         assert rec.sha256 == sha256(Path(rec.path))
