@@ -17,6 +17,7 @@ from prefect.states import Scheduled
 from rich.console import Console
 
 from flows.definitions import WorkflowDefinition, load
+from flows.naming import task_of
 from topup_cli.api import CliError, Target
 from topup_cli.progress import RunWatcher, prompt_answer
 from topup_cli.reports import reports_folder
@@ -118,9 +119,10 @@ def irreversible_reason(client: SyncPrefectClient, run: FlowRun) -> str | None:
     tasks = client.read_task_runs(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])), limit=200
     )
-    started = sorted({t.name for t in tasks if t.name.startswith(IRREVERSIBLE_TASKS)})
+    # task_key (``step8_1_submit-<code hash>``), not the name: task runs are named for people
+    started = sorted({task_of(t.task_key) for t in tasks} & set(IRREVERSIBLE_TASKS))
     if started:
-        return f"it started {started[0].rsplit('-', 1)[0]}"
+        return f"it started {started[0]}"
     return None
 
 
