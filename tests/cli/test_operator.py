@@ -28,6 +28,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from flows.definitions import load
+from flows.naming import task_of
 from sim import users
 from sim.layout import DateSpec, RoundSpec, default_layout
 from sim.site import build_site
@@ -207,14 +208,14 @@ def test_attach_reattaches_to_a_paused_run_and_approves_it(
     # pause itself named, and the flow's last line once it ended (then it stops by itself).
     logs = follower.text
     assert logs_code == 0, logs
-    assert re.search(r"step1_1-\S+\s+\d+/\d+ runs complete", logs), logs
+    assert re.search(r"1\.1 .{0,300}?\d+/\d+\s+runs\s+complete", logs, re.S), logs
     assert f"the run waits for operator input ({_pause_key(1)})" in logs, logs
-    assert re.search(r"step1_4-\S+\s+downloaded .* sha256 verified", logs), logs
+    assert re.search(r"1\.4 .{0,300}?downloaded\s.*sha256\s+verified", logs, re.S), logs
     assert re.search(r"flow\s+Finished in state Completed", logs), logs
     assert logs.index(_pause_key(1)) < logs.index("sha256 verified")
     done = stack_runs.read(run_id)
     assert done.state_name == "Completed", done.state
-    states = [(t.name.rsplit("-", 1)[0], t.state_name) for t in stack_runs.task_runs(run_id)]
+    states = [(task_of(t.task_key), t.state_name) for t in stack_runs.task_runs(run_id)]
     assert ("step1_4", "Completed") in states, states
     interval = (sim.inj(ATTACH_ROUND) / "interval.txt").read_text().splitlines()
     assert f"{odd} 15000000" in interval  # dave's decision, taken in the attached CLI

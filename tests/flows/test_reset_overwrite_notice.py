@@ -18,6 +18,7 @@ from prefect import get_client, tags
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
 from prefect.flow_runs import resume_flow_run
 
+from flows.naming import task_of
 from flows.topup_standard import topup_standard
 from tests.flows.conftest import (
     FAST,
@@ -83,7 +84,7 @@ def test_preapproved_reset_warns_what_it_overwrites_before_it_runs(flow_env: Flo
             ),
             limit=200,
         )
-    step7 = next(t for t in task_runs(run_id) if t.name.startswith("step7-"))
+    step7 = next(t for t in task_runs(run_id) if task_of(t.task_key) == "step7")
     warned = [
         lg
         for lg in logs
