@@ -46,6 +46,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 
 
+# Extra server environment when the database is the embedded SQLite file (see
+# bench/sqlite_lock.py for what it fixes and the figures).
+SQLITE_SERVER_ENV: dict[str, str] = {}
+
+
 class StackError(RuntimeError):
     """A process of the stack did not start, or a set-up command failed."""
 
@@ -213,6 +218,8 @@ class PrefectStack:
                 "prefect.server.concurrency.lease_storage.filesystem"
             ),
         )
+        if s.server_database_url is None:
+            env.update(SQLITE_SERVER_ENV)
         env.update(s.server_env)
         return env
 

@@ -1,0 +1,223 @@
+"""SQLite "database is locked" on the embedded Prefect server, before and after the fix.
+
+Why: an operator's Resume in the UI once failed with "database is locked" while runs were
+progressing. The Prefect server on SQLite answers 503 when a write meets a locked database
+(SQLITE_BUSY): Prefect's clients retry it, the UI does not. Prefect already opens SQLite in
+WAL mode with a 60 s busy timeout, so waiting is not what fails: a deferred transaction that
+read and then wants to write after another connection committed gets SQLITE_BUSY at once
+(WAL cannot upgrade a stale read snapshot), and that happens only between several
+connections of the server's pool.
+
+The load, on a real server started as the stack starts it (``PrefectStack``): threads that,
+like flow-run processes and the UI, each cycle flow runs through Running -> Paused ->
+Running (the resume) and write batches of logs and task-run states, with raw HTTP requests
+(no retry, as the UI). Counted: the answers that are 503 or say "database is locked".
+
+Configurations (``topup_cli.stack.SQLITE_SERVER_ENV`` is the one the stack uses):
+
+- ``prefect-default``: Prefect's own SQLite settings (pool of 5 + 10 overflow connections);
+- ``stack``: one pooled connection for the whole server (Prefect's documented
+  ``PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE`` / ``..._MAX_OVERFLOW``): writes are
+  serialized inside the process, which SQLite does anyway, so no transaction can find the
+  database locked by another connection of the same server.
+
+    python -m bench sqlite_lock [--threads 8] [--cycles 40]
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.results import BenchResult, Figure
+from topup_cli.stack import SQLITE_SERVER_ENV, PrefectStack, StackSettings
+
+CONFIGS: dict[str, dict[str, str]] = {
+    # Pin Prefect's defaults explicitly, so the "before" cannot inherit the stack's fix.
+    "prefect-default": {
+        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "5",
+        "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "10",
+    },
+    "stack": dict(SQLITE_SERVER_ENV),
+}
+
+
+class Counter:
+    """Answers by kind, shared by the load threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.locked = 0
+        self.other_errors = 0
+        self.latencies: list[float] = []
+
+    def record(self, res: httpx.Response | None, seconds: float) -> None:
+        with self.lock:
+            self.requests += 1
+            self.latencies.append(seconds)
+            if res is None:
+                self.other_errors += 1
+            elif res.status_code == 503 or "database is locked" in res.text:
+                self.locked += 1
+            elif res.status_code >= 400:
+                self.other_errors += 1
+
+
+def _call(
+    http: httpx.Client, counter: Counter, method: str, path: str, body: Any
+) -> httpx.Response | None:
+    began = time.monotonic()
+    try:
+        res: httpx.Response | None = http.request(method, path, json=body)
+    except httpx.HTTPError:
+        res = None
+    counter.record(res, time.monotonic() - began)
+    return res
+
+
+def _state(kind: str, name: str) -> dict[str, Any]:
+    return {"type": kind, "name": name}
+
+
+def _worker(api: str, flow_id: str, cycles: int, counter: Counter) -> None:
+    """One flow run: cycles of Running -> Paused -> Running, each with logs and a task run."""
+    with httpx.Client(base_url=api, timeout=120) as http:
+        res = _call(
+            http,
+            counter,
+            "POST",
+            "/flow_runs/",
+            {"flow_id": str(flow_id), "name": f"lock-{uuid.uuid4().hex[:8]}"},
+        )
+        if res is None or res.status_code >= 400:
+            return
+        run_id = res.json()["id"]
+        for i in range(cycles):
+            for kind, name in (("RUNNING", "Running"), ("PAUSED", "Paused"), ("RUNNING", "Running")):
+                _call(
+                    http,
+                    counter,
+                    "POST",
+                    f"/flow_runs/{run_id}/set_state",
+                    {"state": _state(kind, name), "force": True},
+                )
+            task = _call(
+                http,
+                counter,
+                "POST",
+                "/task_runs/",
+                {
+                    "flow_run_id": run_id,
+                    "task_key": f"step-{i}",
+                    "dynamic_key": str(i),
+                    "name": f"step-{i}",
+                },
+            )
+            if task is not None and task.status_code < 400:
+                task_id = task.json()["id"]
+                for kind, name in (("RUNNING", "Running"), ("COMPLETED", "Completed")):
+                    _call(
+                        http,
+                        counter,
+                        "POST",
+                        f"/task_runs/{task_id}/set_state",
+                        {"state": _state(kind, name), "force": True},
+                    )
+            logs = [
+                {
+                    "name": "topup.bench",
+                    "level": 20,
+                    "message": f"cycle {i} line {n}",
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "flow_run_id": run_id,
+                }
+                for n in range(20)
+            ]
+            _call(http, counter, "POST", "/logs/", logs)
+
+
+def measure(config: str, threads: int, cycles: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """One server with ``config``'s environment under the load; what its answers were."""
+    data = Path(tempfile.mkdtemp(prefix=f"topup-bench-lock-{config}-"))
+    stack = PrefectStack(
+        StackSettings(data_dir=data, server_env=CONFIGS[config], isolate_topup_env=True)
+    )
+    try:
+        stack.start_server()
+        with httpx.Client(base_url=stack.api_url, timeout=60) as http:
+            flow_id = http.post("/flows/", json={"name": "lock-bench"}).json()["id"]
+        counter = Counter()
+        began = time.monotonic()
+        with ThreadPoolExecutor(threads) as pool:
+            for f in [
+                pool.submit(_worker, stack.api_url, flow_id, cycles, counter)
+                for _ in range(threads)
+            ]:
+                f.result()
+        seconds = time.monotonic() - began
+        server_log = (stack.log_dir / "server.log").read_text(errors="replace")
+    finally:
+        stack.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    lat = sorted(counter.latencies)
+    out = {
+        "config": config,
+        "requests": counter.requests,
+        "locked": counter.locked,
+        "other_errors": counter.other_errors,
+        "locked_in_server_log": server_log.count("database is locked"),
+        "seconds": round(seconds, 1),
+        "requests_per_s": round(counter.requests / seconds, 1) if seconds else 0.0,
+        "p95_ms": round(1000 * lat[int(0.95 * (len(lat) - 1))], 1) if lat else 0.0,
+    }
+    say(
+        f"  {config}: {out['locked']} locked / {out['requests']} requests, "
+        f"{out['other_errors']} other errors, {out['requests_per_s']} req/s, p95 {out['p95_ms']} ms"
+    )
+    return out
+
+
+def run(
+    repeat: int, say: Callable[[str], None], threads: int = 8, cycles: int = 40
+) -> BenchResult:
+    result = BenchResult(
+        name="sqlite_lock",
+        title='SQLite "database is locked" on the embedded Prefect server',
+        repeat=repeat,
+        conditions={"threads": threads, "cycles": cycles},
+    )
+    rows: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        for config in CONFIGS:
+            rows.append(measure(config, threads, cycles, say))
+    result.tables["runs"] = rows
+    for config in CONFIGS:
+        mine = [r for r in rows if r["config"] == config]
+        result.add(
+            Figure(
+                label=f"{config}: answers 'database is locked' (503)",
+                unit="requests",
+                samples=[float(r["locked"]) for r in mine],
+                target="<= 0" if config == "stack" else None,
+            )
+        )
+        result.add(
+            Figure(
+                label=f"{config}: throughput",
+                unit="req/s",
+                samples=[float(r["requests_per_s"]) for r in mine],
+                higher_is_better=True,
+            )
+        )
+    return result
