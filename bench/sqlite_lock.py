@@ -13,13 +13,14 @@ like flow-run processes and the UI, each cycle flow runs through Running -> Paus
 Running (the resume) and write batches of logs and task-run states, with raw HTTP requests
 (no retry, as the UI). Counted: the answers that are 503 or say "database is locked".
 
-Configurations (``topup_cli.stack.SQLITE_SERVER_ENV`` is the one the stack uses):
+Configurations:
 
-- ``prefect-default``: Prefect's own SQLite settings (pool of 5 + 10 overflow connections);
-- ``stack``: one pooled connection for the whole server (Prefect's documented
-  ``PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE`` / ``..._MAX_OVERFLOW``): writes are
-  serialized inside the process, which SQLite does anyway, so no transaction can find the
-  database locked by another connection of the same server.
+- ``prefect-default``: Prefect's own SQLite set-up (WAL, busy timeout 60 s, transactions
+  DEFERRED unless they orchestrate a state);
+- ``prefect-timeout-60``: the same with Prefect's documented ``PREFECT_SERVER_DATABASE_TIMEOUT``
+  raised to 60 s (it sets sqlite3's busy timeout at connect, which the PRAGMA then overrides);
+- ``stack``: what ``topup up`` runs — the same server through ``topup_cli.sqlite_server``,
+  every transaction begun IMMEDIATE (it waits for the write lock instead of failing).
 
     python -m bench sqlite_lock [--threads 8] [--cycles 40]
 """
@@ -40,15 +41,15 @@ from typing import Any
 import httpx
 
 from bench.results import BenchResult, Figure
-from topup_cli.stack import SQLITE_SERVER_ENV, PrefectStack, StackSettings
+from topup_cli.stack import PrefectStack, StackSettings
 
-CONFIGS: dict[str, dict[str, str]] = {
-    # Pin Prefect's defaults explicitly, so the "before" cannot inherit the stack's fix.
-    "prefect-default": {
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "5",
-        "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "10",
-    },
-    "stack": dict(SQLITE_SERVER_ENV),
+# name: (server environment, transactions begun IMMEDIATE)
+CONFIGS: dict[str, tuple[dict[str, str], bool]] = {
+    "prefect-default": ({}, False),
+    # Prefect's documented database timeout, raised: it sets sqlite3's busy timeout at
+    # connect, which Prefect's PRAGMA busy_timeout (60 s) then overrides anyway.
+    "prefect-timeout-60": ({"PREFECT_SERVER_DATABASE_TIMEOUT": "60"}, False),
+    "stack": ({}, True),
 }
 
 
@@ -93,18 +94,20 @@ def _state(kind: str, name: str) -> dict[str, Any]:
 def _worker(api: str, flow_id: str, cycles: int, counter: Counter) -> None:
     """One flow run: cycles of Running -> Paused -> Running, each with logs and a task run."""
     with httpx.Client(base_url=api, timeout=120) as http:
-        res = _call(
-            http,
-            counter,
-            "POST",
-            "/flow_runs/",
-            {"flow_id": str(flow_id), "name": f"lock-{uuid.uuid4().hex[:8]}"},
-        )
-        if res is None or res.status_code >= 400:
+        body = {"flow_id": str(flow_id), "name": f"lock-{uuid.uuid4().hex[:8]}"}
+        for _ in range(20):  # as Prefect's client: a 503 is retried (and counted)
+            res = _call(http, counter, "POST", "/flow_runs/", body)
+            if res is not None and res.status_code < 400:
+                break
+        else:
             return
         run_id = res.json()["id"]
         for i in range(cycles):
-            for kind, name in (("RUNNING", "Running"), ("PAUSED", "Paused"), ("RUNNING", "Running")):
+            for kind, name in (
+                ("RUNNING", "Running"),
+                ("PAUSED", "Paused"),
+                ("RUNNING", "Running"),
+            ):
                 _call(
                     http,
                     counter,
@@ -150,8 +153,11 @@ def _worker(api: str, flow_id: str, cycles: int, counter: Counter) -> None:
 def measure(config: str, threads: int, cycles: int, say: Callable[[str], None]) -> dict[str, Any]:
     """One server with ``config``'s environment under the load; what its answers were."""
     data = Path(tempfile.mkdtemp(prefix=f"topup-bench-lock-{config}-"))
+    env, immediate = CONFIGS[config]
     stack = PrefectStack(
-        StackSettings(data_dir=data, server_env=CONFIGS[config], isolate_topup_env=True)
+        StackSettings(
+            data_dir=data, server_env=env, sqlite_immediate=immediate, isolate_topup_env=True
+        )
     )
     try:
         stack.start_server()
@@ -188,9 +194,7 @@ def measure(config: str, threads: int, cycles: int, say: Callable[[str], None]) 
     return out
 
 
-def run(
-    repeat: int, say: Callable[[str], None], threads: int = 8, cycles: int = 40
-) -> BenchResult:
+def run(repeat: int, say: Callable[[str], None], threads: int = 8, cycles: int = 40) -> BenchResult:
     result = BenchResult(
         name="sqlite_lock",
         title='SQLite "database is locked" on the embedded Prefect server',

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows.definitions import load
 from topup_cli.api import Target, start_run
@@ -128,6 +129,8 @@ def demo(
         )
         console.print(f"facade API docs: {state.facade_url}/docs")
         console.print(f"logs of the stack: {state.log_dir}")
+        if state.notifications:
+            console.print(f"notifications: {escape(state.notifications)}")
         console.print(f"downloaded PDFs ({len(pdfs)}):")
         for pdf in pdfs:
             console.print(f"  {pdf}")

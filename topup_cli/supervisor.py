@@ -31,6 +31,7 @@ import httpx
 from pydantic import SecretStr
 
 from deployments.notifications import NotificationSettings
+from sim.sshd import held_by
 from topup_cli.ha import HaPrefectStack, HaSettings
 from topup_cli.haproxy import Backend, Bind, HttpService
 from topup_cli.health import Probe, http_health, ssh_handshake
@@ -529,6 +530,10 @@ class Supervisor:
             )
         if self.sim is not None:
             for role, port in self.sim.ports().items():
+                if held_by(sshd_dir(self.sim.root), role) is not None:
+                    # Down on purpose (`topup-sim net --outage`): not restarted.
+                    self._failures.pop(f"sshd-{role}", None)
+                    continue
                 out.append(
                     (
                         f"sshd-{role}",

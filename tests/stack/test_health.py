@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.sshd import SshPair
+from sim.sshd import SshPair, held_by
 from tests.conftest import SIM_USER
 from topup_cli.health import http_health, ssh_handshake
 
@@ -59,3 +59,18 @@ def test_closed_port_and_non_ssh_listener_fail() -> None:
         port = s.getsockname()[1]
     assert not ssh_handshake("127.0.0.1", port, timeout=1).ok  # nothing listens
     assert not http_health(f"http://127.0.0.1:{port}/api/health", timeout=1).ok
+
+
+def test_a_deliberate_outage_is_marked_held_until_the_host_is_back(pair: SshPair) -> None:
+    """`topup up` leaves a host alone while a fault (topup-sim net) holds it down."""
+    assert held_by(pair.workdir, "login") is None
+    fault = pair.outage("login", 1.0)
+    assert held_by(pair.workdir, "login") == os.getpid()
+    assert not ssh_handshake("127.0.0.1", pair.login_port, timeout=1).ok
+    assert fault.wait(30)
+    assert held_by(pair.workdir, "login") is None
+    assert ssh_handshake("127.0.0.1", pair.login_port, timeout=2).ok
+    pair.refuse_connects("jump", 5)
+    assert held_by(pair.workdir, "jump") == os.getpid()
+    pair.clear_faults()  # cancelled: the hold goes with it
+    assert held_by(pair.workdir, "jump") is None
