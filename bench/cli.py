@@ -165,6 +165,9 @@ def sqlite_lock(
 ) -> None:
     """8. SQLite "database is locked" on the embedded server: Prefect's set-up vs the stack's."""
     _run("sqlite_lock", repeat, threads=threads, cycles=cycles)
+    from bench.report import splice_section
+
+    say(f"updated {splice_section('sqlite_lock')}")
 
 
 @app.command()
