@@ -53,6 +53,20 @@ CONFIGS: dict[str, tuple[dict[str, str], bool]] = {
 }
 
 
+NOTES = [
+    "Each writer thread is one flow run: cycles of Running -> Paused -> Running (the resume), "
+    "a task run with two states and a batch of 20 log lines, by raw HTTP without retries, as "
+    "the UI sends a Resume. A writer whose flow run is refused 20 times in a row (503) gives "
+    "up, so the Prefect-default rows hold fewer requests.",
+    "'no answer': the connection failed without an HTTP answer. locked_in_server_log stays 0 "
+    "because Prefect filters retryable lock errors out of its log "
+    "(PREFECT_SERVER_LOG_RETRYABLE_ERRORS).",
+    "prefect-default and prefect-timeout-60 run Prefect's own set-up (WAL, busy timeout 60 s); "
+    "stack is the server as topup up starts it (topup_cli/sqlite_server.py: IMMEDIATE "
+    "transactions). Throughput and latency depend on the machine's load at the time.",
+]
+
+
 class Counter:
     """Answers by kind, shared by the load threads."""
 
@@ -207,6 +221,7 @@ def run(repeat: int, say: Callable[[str], None], threads: int = 8, cycles: int =
         repeat=repeat,
         conditions={"threads": threads, "cycles": cycles},
     )
+    result.notes += NOTES
     rows: list[dict[str, Any]] = []
     for _ in range(repeat):
         for config in CONFIGS:
