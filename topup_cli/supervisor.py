@@ -42,6 +42,8 @@ from topup_cli.stack import PROJECT_DIR, PrefectStack, StackError, StackSettings
 from topup_cli.state import Component, StackState, pid_key, read_state, write_state
 
 MAX_RESTARTS = 5
+# Parts whose health route asks the Prefect server: not restarted for the server's silence.
+NEEDS_SERVER = frozenset({"facade"})
 
 
 class Shutdown(BaseException):
@@ -500,7 +502,8 @@ class Supervisor:
 
     # ------------------------------------------------------------------ health
     def _probes(self) -> list[tuple[str, Callable[[], Probe], Callable[[], None]]]:
-        """(component, probe, restart) of every part that answers on the network."""
+        """(component, probe, restart) of every part that answers on the network; the
+        Prefect server first, since the facade's health route asks it."""
         timeout = self.settings.health_timeout
         out: list[tuple[str, Callable[[], Probe], Callable[[], None]]] = []
         stack = self.stack
@@ -546,10 +549,15 @@ class Supervisor:
     def _restart_unhealthy(self) -> bool:
         """Probe each part; restart one that failed ``unhealthy_checks`` probes in a row."""
         changed = False
+        server_down = False
         for name, probe, restart in self._probes():
             if self._stop_event.is_set():
                 break
+            if server_down and name in NEEDS_SERVER:
+                continue  # its health route asks the server: judged once the server answers
             result = probe()
+            if name == "prefect-server":
+                server_down = not result.ok
             if result.ok:
                 self._failures.pop(name, None)
                 continue

@@ -143,11 +143,12 @@ def test_up_sim_restarts_a_hung_sshd_and_logs_notifications(data: Path) -> None:
     """`topup up --sim`: status names the data dir and the local notification log; a login
     sshd stopped with SIGSTOP (pid alive, port open) is found by its failed SSH handshake and
     restarted, with the reason, in the `topup up` window; a flow run's abort notification
-    lands in the log file through the stack's own webhook receiver."""
+    lands in the log file through the stack's own webhook receiver; a stopped Prefect server
+    is found by its health route and restarted on the same port."""
     env = {
         **cli_env(data),
         "TOPUP_STACK_HEALTH_SECONDS": "1",
-        "TOPUP_STACK_HEALTH_TIMEOUT": "1",
+        "TOPUP_STACK_HEALTH_TIMEOUT": "3",
         "TOPUP_STACK_UNHEALTHY_CHECKS": "2",
     }
     log = data.parent / "up.log"
@@ -215,6 +216,18 @@ def test_up_sim_restarts_a_hung_sshd_and_logs_notifications(data: Path) -> None:
 
         (entry,) = wait_for(notified, 120, "the abort notification in the log file")
         assert "aborted by pytest" in entry["notification"]["subject"]
+
+        # A hung Prefect server (stopped: pid alive, port open) is restarted on its port too.
+        server = state.component("prefect-server")
+        assert server is not None
+        stopped = server.pid
+        os.kill(stopped, signal.SIGSTOP)
+        wait_for(lambda: "prefect-server restarted" in log.read_text(), 300, "server restart")
+        assert f"prefect-server is unhealthy: no answer from {server.health_url}" in log.read_text()
+        after = wait_for(healthy, 300, "healthy again after the server restart")
+        new = {c["name"]: c for c in after["components"]}["prefect-server"]
+        assert new["pid"] != stopped and new["url"] == server.url
+        stopped = None
 
         res = runner.invoke(app, ["down", "--data-dir", str(data)])
         assert res.exit_code == 0, res.output
