@@ -34,6 +34,7 @@ MODULES = {
     "backfill": "bench.backfill",
     "realtime": "bench.realtime",
     "ha": "bench.ha_load",
+    "sqlite_lock": "bench.sqlite_lock",
 }
 Repeat = Annotated[int, typer.Option("--repeat", "-n", min=1, help="runs per figure (median)")]
 
@@ -154,6 +155,19 @@ def ha(
     """7. HA stack vs single server: runs started per minute, facade reads through HAProxy."""
     _run("ha", repeat, scale=scale, seconds=seconds)
     _report()
+
+
+@app.command("sqlite_lock")
+def sqlite_lock(
+    repeat: Repeat = 1,
+    threads: Annotated[int, typer.Option(help="concurrent writers (flow runs)", min=1)] = 8,
+    cycles: Annotated[int, typer.Option(help="pause/resume cycles per writer", min=1)] = 15,
+) -> None:
+    """8. SQLite "database is locked" on the embedded server: Prefect's set-up vs the stack's."""
+    _run("sqlite_lock", repeat, threads=threads, cycles=cycles)
+    from bench.report import splice_section
+
+    say(f"updated {splice_section('sqlite_lock')}")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from typing import Any
 from bench.results import PROJECT_DIR, RESULTS_DIR, load_results
 
 DOC = PROJECT_DIR / "docs" / "performance.md"
-ORDER = ("overhead", "remote", "latency", "facade", "backfill", "realtime", "ha")
+ORDER = ("overhead", "remote", "latency", "facade", "backfill", "realtime", "ha", "sqlite_lock")
 
 INTRO = """\
 # Performance

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +64,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def held_marker(workdir: Path, role: str) -> Path:
+    """The file saying that ``role`` of the pair in ``workdir`` is down on purpose (a fault)."""
+    return Path(workdir) / "faults" / f"held-{role}"
+
+
+def held_by(workdir: Path, role: str) -> int | None:
+    """The live process holding ``role`` down with a network fault, or None."""
+    try:
+        pid = int(held_marker(workdir, role).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
 
 
 def ssh_banner(port: int, timeout: float = 1.0) -> str | None:
@@ -740,7 +755,8 @@ class SshPair:
         """
         server = self._servers[role]
         self._stop_server(server)
-        fault = netfaults.Refuser(HOST, server.port, count, lambda: self._start_server(server))
+        self._hold(role)
+        fault = netfaults.Refuser(HOST, server.port, count, partial(self._back, role))
         self._net_faults.append(fault)
         fault.start()
         return fault
@@ -750,7 +766,8 @@ class SshPair:
         listens on the port), then sshd starts again on the same port and keys."""
         server = self._servers[role]
         self._stop_server(server)
-        fault = netfaults.Outage(seconds, lambda: self._start_server(server))
+        self._hold(role)
+        fault = netfaults.Outage(seconds, partial(self._back, role))
         self._net_faults.append(fault)
         fault.start()
         return fault
@@ -767,6 +784,22 @@ class SshPair:
         for fault in self._net_faults:
             fault.cancel()
         self._net_faults.clear()
+        for role in ROLES:
+            held_marker(self.workdir, role).unlink(missing_ok=True)
+
+    def _hold(self, role: Role) -> None:
+        """Say (to a supervisor watching the pair, e.g. ``topup up``) that ``role`` is down
+        on purpose, for as long as this process lives: it must not be restarted meanwhile."""
+        marker = held_marker(self.workdir, role)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{os.getpid()}\n")
+
+    def _back(self, role: Role) -> None:
+        """The fault ended by itself: the server listens again, the hold is released."""
+        try:
+            self._start_server(self._servers[role])
+        finally:
+            held_marker(self.workdir, role).unlink(missing_ok=True)
 
     def follow_faults(self, faults_json: Path | None) -> None:
         """Also fail SFTP while ``faults_json`` (a sim site's faults file) has sftp_fail: true.

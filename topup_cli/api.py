@@ -52,8 +52,12 @@ class Target:
 
 
 def resolve(settings: CliSettings, api_url: str | None = None) -> Target:
-    """``--api-url``, else the state file of the data dir, else PREFECT_API_URL, else the
-    configured host and port."""
+    """``--api-url``, else the state file of the data dir, else PREFECT_API_URL.
+
+    Never a default port: a server answering on 4200 may be someone else's (another data
+    dir, another user). Without any of the three this says which stack is missing and how to
+    start it (CliError).
+    """
     state = read_state(settings.state_file)
     if state is not None and not state.supervisor_alive():
         state = None
@@ -64,7 +68,17 @@ def resolve(settings: CliSettings, api_url: str | None = None) -> Target:
     env = os.environ.get("PREFECT_API_URL")
     if env:
         return Target(env)
-    return Target(f"http://{settings.host}:{settings.prefect_port}/api")
+    raise CliError(no_stack_message(settings))
+
+
+def no_stack_message(settings: CliSettings) -> str:
+    """Why there is no API to talk to, and the commands that give one."""
+    data = settings.data_dir.resolve()
+    return (
+        f"no stack is running from data dir {data} (no live stack.json there); "
+        f"start one with `topup up --sim --data-dir {data}`, or name a Prefect API with "
+        "--api-url or PREFECT_API_URL"
+    )
 
 
 def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:

@@ -11,10 +11,11 @@ import os
 import signal
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from sim.sshd import ssh_banner
+from topup_cli.health import ssh_handshake
 from topup_cli.state import StackState, read_state
 from topup_cli.supervisor import cleanup_dead, http_ok
 
@@ -36,6 +37,8 @@ class StackStatus(BaseModel):
     ui_url: str | None = None
     facade_url: str | None = None
     log_dir: str | None = None
+    notifications: str | None = None
+    notifications_log: str | None = None
     components: list[ComponentStatus] = []
 
     @property
@@ -49,20 +52,21 @@ class StackStatus(BaseModel):
 
 
 def _healthy(state_comp_url: str | None, health_url: str | None, alive: bool) -> bool:
+    """A part that listens is healthy only if it answers (an SSH banner, a health route)."""
     if not alive:
         return False
     if health_url:
         return http_ok(health_url)
     if state_comp_url and state_comp_url.startswith("ssh://"):
-        port = int(state_comp_url.rsplit(":", 1)[1])
-        return ssh_banner(port) is not None
+        where = urlsplit(state_comp_url)
+        return ssh_handshake(where.hostname or "127.0.0.1", where.port or 22).ok
     return True
 
 
 def stack_status(state_file: Path) -> StackStatus:
     state = read_state(state_file)
     if state is None:
-        return StackStatus(running=False)
+        return StackStatus(running=False, data_dir=str(state_file.parent.resolve()))
     running = state.supervisor_alive()
     comps = []
     for c in state.components:
@@ -85,6 +89,8 @@ def stack_status(state_file: Path) -> StackStatus:
         ui_url=state.ui_url,
         facade_url=state.facade_url,
         log_dir=state.log_dir,
+        notifications=state.notifications,
+        notifications_log=state.notifications_log,
         components=comps,
     )
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows.definitions import load
 from steps import download_folders
@@ -130,6 +131,8 @@ def demo(
         )
         console.print(f"facade API docs: {state.facade_url}/docs")
         console.print(f"logs of the stack: {state.log_dir}")
+        if state.notifications:
+            console.print(f"notifications: {escape(state.notifications)}")
         console.print(f"downloaded PDFs ({len(pdfs)}) in {folder}:")
         for pdf in pdfs:
             console.print(f"  {pdf}")

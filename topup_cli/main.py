@@ -105,7 +105,11 @@ def _settings(data_dir: Path | None, **overrides: Any) -> CliSettings:
 
 
 def _target(data_dir: Path | None, api_url: str | None) -> Target:
-    return resolve(_settings(data_dir), api_url)
+    """The stack's API; exit 1 saying how to start one when there is none (no port guessed)."""
+    try:
+        return resolve(_settings(data_dir), api_url)
+    except CliError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _detached(left: Any) -> typer.Exit:
@@ -187,6 +191,9 @@ def print_urls(state: Any) -> None:
     console.print(f"Prefect API  {state.api_url}")
     console.print(f"facade       {state.facade_url}/docs")
     console.print(f"logs         {state.log_dir}")
+    console.print(f"data dir     {state.data_dir}")
+    if state.notifications:
+        console.print(f"notifications {escape(state.notifications)}")
     if state.sim_root:
         console.print(f"sim site     {state.sim_root} (site {state.default_site!r})")
 
@@ -215,11 +222,16 @@ def status(
         )
         raise typer.Exit(0 if st.all_healthy else 1)
     if st.supervisor_pid is None:
-        console.print("no stack (no state file in the data dir)")
+        console.print(f"no stack in data dir {escape(str(st.data_dir))} (no stack.json there)")
+        console.print(f"start one with: {escape(start_hint(st.data_dir))}")
         raise typer.Exit(1)
+    console.print(f"data dir     {escape(str(st.data_dir))}")
     console.print(
-        f"supervisor pid {st.supervisor_pid}: {'running' if st.running else 'dead'} ({st.phase})"
+        f"supervisor   pid {st.supervisor_pid}: {'running' if st.running else 'dead'} ({st.phase})"
     )
+    if not st.running:
+        console.print(f"the stack is not running; start it with: {escape(start_hint(st.data_dir))}")
+    console.print(f"notifications {escape(st.notifications or 'unknown (older stack)')}")
     table = Table()
     for col in ("component", "pid", "alive", "healthy", "url"):
         table.add_column(col)
@@ -253,6 +265,11 @@ def _print_waiting(waiting: list[Any] | None) -> None:
     for w in waiting:
         what = " ".join(p for p in (w.round, w.date) if p)
         console.print(f"  {escape(what)}: {escape(w.waits_for)}  [dim]({escape(w.name)})[/]")
+
+
+def start_hint(data_dir: str | Path | None) -> str:
+    """The command that starts a stack in ``data_dir`` (with the simulated site)."""
+    return f"topup up --sim --data-dir {data_dir}" if data_dir else "topup up --sim"
 
 
 def _yes(flag: bool) -> str:

@@ -36,6 +36,15 @@ class CliSettings(BaseSettings):
     worker_limit: int | None = Field(None, ge=1)
     # How often a paused flow run checks for the operator's answer (flows/operator.py).
     pause_poll_seconds: float = Field(1.0, gt=0)
+    # Health probes of `topup up` (topup_cli/health.py): every health_seconds each part that
+    # listens is asked to answer (an SSH banner, a health route) within health_timeout; after
+    # unhealthy_checks failed probes in a row it is restarted. Generous by default: a SQLite
+    # server busy with a burst of runs must not be mistaken for a hung one.
+    health_seconds: float = Field(5.0, gt=0)
+    health_timeout: float = Field(5.0, gt=0)
+    unhealthy_checks: int = Field(3, ge=1)
+    # Port of the local notification receiver of `topup up --sim` (0: any free port).
+    notify_port: int = Field(0, ge=0, le=65535)
 
     @property
     def state_file(self) -> Path:

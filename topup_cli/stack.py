@@ -85,6 +85,9 @@ class StackSettings(BaseModel):
     # Webhook notifications (deployments.notifications); None: TOPUP_NOTIFY_* from the
     # environment, unless isolate_topup_env (then off).
     notifications: NotificationSettings | None = None
+    # Embedded SQLite server: every transaction begins IMMEDIATE (topup_cli.sqlite_server),
+    # which removes the 503 "database is locked" answers under load (bench/sqlite_lock.py).
+    sqlite_immediate: bool = True
     server_env: dict[str, str] = Field(default_factory=dict)
     worker_env: dict[str, str] = Field(default_factory=dict)
     python: Path = Path(sys.executable)
@@ -217,6 +220,11 @@ class PrefectStack:
                 "prefect.server.concurrency.lease_storage.filesystem"
             ),
         )
+        if self._sqlite_immediate:
+            # topup_cli.sqlite_server must import from the server's working dir (data_dir).
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(s.project_dir), os.environ.get("PYTHONPATH", "")) if p
+            )
         env.update(s.server_env)
         return env
 
@@ -276,6 +284,21 @@ class PrefectStack:
     def _prefect(self, *args: str) -> list[str]:
         return [str(self.settings.python), "-m", "prefect", *args]
 
+    @property
+    def _sqlite_immediate(self) -> bool:
+        return self.settings.sqlite_immediate and self.settings.server_database_url is None
+
+    def _server_argv(self) -> list[str]:
+        """``prefect server start`` on this port (through the SQLite launcher if embedded)."""
+        module = "topup_cli.sqlite_server" if self._sqlite_immediate else "prefect"
+        return [
+            str(self.settings.python), "-m", module,
+            "server", "start",
+            "--host", self.settings.host,
+            "--port", str(self.port),
+            "--ui" if self.settings.ui else "--no-ui",
+        ]  # fmt: skip
+
     def start_server(self) -> None:
         """Start ``prefect server start`` and wait until ``/api/health`` answers."""
         if self.server is not None and self.server.running():
@@ -288,17 +311,12 @@ class PrefectStack:
         for attempt in range(attempts):
             if attempt:
                 self.port = free_port(self.settings.host)
-            argv = self._prefect(
-                "server",
-                "start",
-                "--host",
-                self.settings.host,
-                "--port",
-                str(self.port),
-                "--ui" if self.settings.ui else "--no-ui",
-            )
             self.server = ManagedProcess(
-                "server", argv, self.server_env(), self.data_dir, self.log_dir / "server.log"
+                "server",
+                self._server_argv(),
+                self.server_env(),
+                self.data_dir,
+                self.log_dir / "server.log",
             ).start()
             if self._wait_healthy(self.server, self.settings.start_timeout):
                 return
@@ -323,15 +341,7 @@ class PrefectStack:
         while time.monotonic() < deadline:
             self.server = ManagedProcess(
                 "server",
-                self._prefect(
-                    "server",
-                    "start",
-                    "--host",
-                    self.settings.host,
-                    "--port",
-                    str(self.port),
-                    "--ui" if self.settings.ui else "--no-ui",
-                ),
+                self._server_argv(),
                 self.server_env(),
                 self.data_dir,
                 self.log_dir / "server.log",

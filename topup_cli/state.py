@@ -64,6 +64,10 @@ class StackState(BaseModel):
     sim_root: str | None = None
     sshd_dir: str | None = None
     components: list[Component] = Field(default_factory=list)
+    # Where notifications go, said without any secret ("off", "webhook https://chat.example",
+    # or the local receiver's log file); None: written by a stack that did not say.
+    notifications: str | None = None
+    notifications_log: str | None = None
     phase: str = "starting"  # starting | up | stopping
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -22,20 +22,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
+from deployments.notifications import NotificationSettings
+from sim.sshd import held_by
 from topup_cli.ha import HaPrefectStack, HaSettings
 from topup_cli.haproxy import Backend, Bind, HttpService
+from topup_cli.health import Probe, http_health, ssh_handshake
 from topup_cli.processes import ManagedProcess, alive, descendants, signal_tree, wait_gone
 from topup_cli.settings import CliSettings
 from topup_cli.simsite import SimStack, sshd_dir, stop_leftovers
-from topup_cli.stack import PrefectStack, StackError, StackSettings
+from topup_cli.stack import PROJECT_DIR, PrefectStack, StackError, StackSettings
 from topup_cli.state import Component, StackState, pid_key, read_state, write_state
 
 MAX_RESTARTS = 5
+# Parts whose health route asks the Prefect server: not restarted for the server's silence.
+NEEDS_SERVER = frozenset({"facade"})
 
 
 class Shutdown(BaseException):
@@ -94,6 +102,14 @@ class Supervisor:
         self.facades: dict[str, ManagedProcess] = {}
         self.facade_ports: dict[str, int] = {}
         self.restarts: dict[str, int] = {}
+        # Notifications: the configured webhook, or with --sim (and none configured) the
+        # stack's own receiver writing them to notifications_log.
+        self.notify_settings = NotificationSettings()
+        self.notifier: ManagedProcess | None = None
+        self.notify_port = 0
+        # Failed health probes in a row, per component; when the next round of probes is due.
+        self._failures: dict[str, int] = {}
+        self._next_probe = 0.0
         self.state: StackState | None = None
         self._stopping = False
         self._stop_event = threading.Event()
@@ -111,6 +127,14 @@ class Supervisor:
     @property
     def facade_url(self) -> str:
         return f"http://{self.settings.host}:{self.facade_port}"
+
+    @property
+    def notifications_log(self) -> Path:
+        return self.log_dir / "notifications.log"
+
+    @property
+    def notify_url(self) -> str:
+        return f"http://{self.settings.host}:{self.notify_port}"
 
     # -------------------------------------------------------------- signals
     def install_signals(self) -> None:
@@ -157,6 +181,8 @@ class Supervisor:
                     s.sim_site_name,
                 ).start(fresh=self.fresh_sim)
                 self._write_state("starting")
+                if not self.notify_settings.enabled:
+                    self.start_notifier()
             self.say("Prefect: server, work pool, deployments, worker")
             self.stack = self._make_stack(prefect_port)
             self.stack.start_server()
@@ -221,6 +247,7 @@ class Supervisor:
             topup_database_url=os.environ.get("TOPUP_DATABASE_URL"),
             worker_env=worker_env,
             worker_limit=s.worker_limit,
+            notifications=self.notify_settings,
             # A loaded machine can take minutes to migrate a fresh database; an operator
             # would rather wait than see the start-up fail.
             start_timeout=600.0,
@@ -260,6 +287,50 @@ class Supervisor:
                 return
             time.sleep(0.25)
         raise StackError(f"the facade did not answer /api/health:\n{self.facade.log_tail()}")
+
+    def start_notifier(self, timeout: float = 30.0) -> ManagedProcess:
+        """The local webhook receiver (``--sim``): notifications land in notifications_log.
+
+        It must answer before the Prefect set-up creates the automations that post to it.
+        """
+        if not self.notify_port:
+            self.notify_port = pick_port(self.settings.host, self.settings.notify_port)
+        self.notify_settings = NotificationSettings(
+            webhook_url=SecretStr(f"{self.notify_url}/notify")
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [
+            sys.executable, "-m", "topup_cli.notify_receiver",
+            "--host", self.settings.host,
+            "--port", str(self.notify_port),
+            "--log", str(self.notifications_log),
+        ]  # fmt: skip
+        self.notifier = ManagedProcess(
+            "notify-receiver",
+            argv,
+            env,
+            PROJECT_DIR,
+            self.log_dir / "notify-receiver.log",
+        ).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.notifier.running():
+                raise StackError(f"the notification receiver exited:\n{self.notifier.log_tail()}")
+            if http_ok(f"{self.notify_url}/health"):
+                return self.notifier
+            time.sleep(0.1)
+        raise StackError("the notification receiver did not answer /health")
+
+    def notifications_text(self) -> str:
+        """Where notifications go, without the webhook's path or token."""
+        if self.notifier is not None:
+            return f"on: local log {self.notifications_log} (receiver {self.notify_url}/notify)"
+        if not self.notify_settings.enabled:
+            return "off (set TOPUP_NOTIFY_WEBHOOK_URL; `topup up --sim` logs them locally)"
+        assert self.notify_settings.webhook_url is not None
+        parts = urlsplit(self.notify_settings.webhook_url.get_secret_value())
+        return f"on: webhook {parts.scheme}://{parts.hostname or '?'}"
 
     def start_recovery(self) -> ManagedProcess:
         """The crashed-run recovery loop (deployments/recovery.py), on the stack's API."""
@@ -370,6 +441,14 @@ class Supervisor:
                 health_url=f"{self.facade_url}/api/health",
                 log=str(self.facade.log_path),
             )
+        if self.notifier is not None and self.notifier.running():
+            add(
+                "notify-receiver",
+                self.notifier.pid,
+                url=f"{self.notify_url}/notify",
+                health_url=f"{self.notify_url}/health",
+                log=str(self.notifier.log_path),
+            )
         if self.sim is not None:
             ports = self.sim.ports()
             for role, pid in self.sim.listener_pids().items():
@@ -395,6 +474,8 @@ class Supervisor:
             sim_root=str(self.sim.root) if self.sim else None,
             sshd_dir=str(sshd_dir(self.sim.root)) if self.sim else None,
             components=self._components(),
+            notifications=self.notifications_text(),
+            notifications_log=str(self.notifications_log) if self.notifier else None,
             phase=phase,
         )
         write_state(self.state_path, self.state)
@@ -402,15 +483,16 @@ class Supervisor:
 
     # ------------------------------------------------------------ supervision
     def supervise(self, check_seconds: float = 1.0) -> int:
-        """Until a signal: restart a dead worker or facade; 0 on a requested stop."""
+        """Until a signal: restart a dead part, and (every ``health_seconds``) a part that
+        stopped answering its health probe; 0 on a requested stop."""
         self._raise_on_signal = False
+        self._next_probe = time.monotonic() + self.settings.health_seconds
         while not self._stop_event.wait(check_seconds):
-            assert self.stack is not None
-            if self.ha is None and (self.stack.server is None or not self.stack.server.running()):
-                self.say("the Prefect server exited; stopping the stack")
-                return 1
             try:
                 changed = self._restart_dead()
+                if not self._stop_event.is_set() and time.monotonic() >= self._next_probe:
+                    changed = self._restart_unhealthy() or changed
+                    self._next_probe = time.monotonic() + self.settings.health_seconds
             except StackError as exc:
                 self.say(str(exc))
                 return 1
@@ -418,9 +500,133 @@ class Supervisor:
                 self._write_state("up")
         return 0
 
+    # ------------------------------------------------------------------ health
+    def _probes(self) -> list[tuple[str, Callable[[], Probe], Callable[[], None]]]:
+        """(component, probe, restart) of every part that answers on the network; the
+        Prefect server first, since the facade's health route asks it."""
+        timeout = self.settings.health_timeout
+        out: list[tuple[str, Callable[[], Probe], Callable[[], None]]] = []
+        stack = self.stack
+        if self.ha is None and stack is not None and stack.server is not None:
+            out.append(
+                (
+                    "prefect-server",
+                    partial(http_health, f"{stack.api_url}/health", timeout),
+                    self._restart_server,
+                )
+            )
+        if self.facade is not None:
+            out.append(
+                (
+                    "facade",
+                    partial(http_health, f"{self.facade_url}/api/health", timeout),
+                    self._restart_facade,
+                )
+            )
+        if self.notifier is not None:
+            out.append(
+                (
+                    "notify-receiver",
+                    partial(http_health, f"{self.notify_url}/health", timeout),
+                    self._restart_notifier,
+                )
+            )
+        if self.sim is not None:
+            for role, port in self.sim.ports().items():
+                if held_by(sshd_dir(self.sim.root), role) is not None:
+                    # Down on purpose (`topup-sim net --outage`): not restarted.
+                    self._failures.pop(f"sshd-{role}", None)
+                    continue
+                out.append(
+                    (
+                        f"sshd-{role}",
+                        partial(ssh_handshake, self.settings.host, port, timeout),
+                        partial(self._restart_sshd, role),
+                    )
+                )
+        return out
+
+    def _restart_unhealthy(self) -> bool:
+        """Probe each part; restart one that failed ``unhealthy_checks`` probes in a row."""
+        changed = False
+        server_down = False
+        for name, probe, restart in self._probes():
+            if self._stop_event.is_set():
+                break
+            if server_down and name in NEEDS_SERVER:
+                continue  # its health route asks the server: judged once the server answers
+            result = probe()
+            if name == "prefect-server":
+                server_down = not result.ok
+            if result.ok:
+                self._failures.pop(name, None)
+                continue
+            failed = self._failures[name] = self._failures.get(name, 0) + 1
+            if failed < self.settings.unhealthy_checks:
+                continue
+            self._failures.pop(name, None)
+            self._count_restart(name)
+            self.say(
+                f"{name} is unhealthy: {result.reason} ({failed} probes in a row); restarting it"
+            )
+            restart()
+            self.say(f"{name} restarted")
+            changed = True
+        return changed
+
+    @staticmethod
+    def _wake(proc: ManagedProcess) -> None:
+        """SIGCONT a stopped tree so that it can act on the SIGTERM of ``stop()``."""
+        signal_tree(proc.tree(), signal.SIGCONT)
+
+    def _restart_server(self) -> None:
+        """The single server again on the same port and database (workers reconnect)."""
+        assert self.stack is not None
+        if self.stack.server is not None:
+            self._wake(self.stack.server)
+        self.stack.restart_server()
+
+    def _restart_facade(self) -> None:
+        if self.facade is not None:
+            self._wake(self.facade)
+            self.facade.stop(timeout=10)
+        self.start_facade()
+
+    def _restart_notifier(self) -> None:
+        if self.notifier is not None:
+            self._wake(self.notifier)
+            self.notifier.stop(timeout=10)
+        self.start_notifier()
+
+    def _restart_sshd(self, role: str) -> None:
+        """A hung sshd listener ignores SIGTERM while stopped: kill it, then start it again
+        on the same port with the same host keys (clients' known_hosts still match)."""
+        assert self.sim is not None and self.sim.pair is not None
+        pid = self.sim.pair.pid(role)  # type: ignore[arg-type]
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.sim.pair.restart(role)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - sshd's own errors, said in one line
+            raise StackError(f"sshd-{role} did not start again: {exc}") from None
+
     def _restart_dead(self) -> bool:
         assert self.stack is not None
         changed = False
+        if self.ha is None and (self.stack.server is None or not self.stack.server.running()):
+            self._count_restart("prefect-server")
+            self.say("the Prefect server exited; restarting it")
+            self._restart_server()
+            self.say("prefect-server restarted")
+            changed = True
+        if self.notifier is not None and not self.notifier.running():
+            self._count_restart("notify-receiver")
+            self.say("the notification receiver exited; restarting it")
+            self._restart_notifier()
+            changed = True
         for name, worker in list(self.stack.workers.items()):
             if not worker.running():
                 self._count_restart(name)
@@ -500,6 +706,9 @@ class Supervisor:
         if self.stack is not None:
             clean = self.stack.stop() and clean
             self.stack = None
+        if self.notifier is not None:  # after the server: its last notifications land
+            clean = self.notifier.stop(timeout=10) and clean
+            self.notifier = None
         if self.sim is not None:
             clean = self.sim.stop() and clean
             self.sim = None
