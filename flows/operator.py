@@ -97,7 +97,8 @@ class IstDecision(RunInput):
 
 
 class RetryDecision(RunInput):
-    """A failure nobody may accept and go on from (a required report was not downloaded)."""
+    """A failure nobody may accept and go on from (a required report was not downloaded, the
+    date has no raw data, an input is invalid)."""
 
     action: Literal["retry", "abort"] = Field(
         description="retry: run the step again (after fixing the cause); abort: stop the run"

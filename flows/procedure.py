@@ -42,6 +42,9 @@ from steps.errors import REQUIRED_DOWNLOAD_CODES
 from steps.remote.errors import RemoteError
 from steps.results import StepError, StepResult
 
+# Errors with nothing to go on from: a required report is missing (the gate would stop at it
+# anyway), the date has no raw data (code 70), or an input is invalid (20, 21, 22).
+NO_CONTINUE_CODES = frozenset(REQUIRED_DOWNLOAD_CODES) | {20, 21, 22, 70}
 IST_TASK, IST_ANOMALY_CODE = "step1_3", 1302
 
 
@@ -236,8 +239,9 @@ class Procedure:
         info = exc.result.error
         code = f"{info.code} {info.name}" if info else "?"
         self.log.warning("step %s needs an operator: [%s] %s", step.label, code, exc.result.message)
-        # a required report that did not download cannot be accepted and passed over
-        required = info is not None and info.code in REQUIRED_DOWNLOAD_CODES
+        # a required report that did not download, a date without raw data or a bad input
+        # cannot be accepted and passed over: only retry (after fixing the cause) or abort
+        required = info is not None and info.code in NO_CONTINUE_CODES
         description = (
             f"## Step {exc.result.step or step.label} ({task_name}) needs a decision\n\n"
             f"**[{code}]** {exc.result.message}\n\n"

@@ -253,3 +253,26 @@ def test_review_point_after_a_step_from_a_site_definition(
     assert "workflow:topup-standard-steps@0.1.0-review" in read_run(run_id).tags
     (decision,) = repository.decisions(run_id)
     assert (decision.kind, decision.decision, decision.decided_by) == ("review", "continue", "fred")
+
+
+def test_a_date_without_raw_data_offers_no_continue(flow_env: FlowEnv) -> None:
+    """Step 1.1 on a date in DATA without raw files (code 70): nothing to go on from, so the
+    form offers retry or abort only, and its text does not suggest continuing."""
+    tag = unique_tag()
+    key = "step1-1-manual-1"
+    seen: dict[str, Any] = {}
+
+    def operator() -> None:
+        run = wait_paused(tag, key=key)
+        seen["description"] = _form_description(run.id, key)
+        with get_client(sync_client=True) as client:
+            seen["schema"] = json.loads(client.read_flow_run_input(run.id, f"paused-{key}-schema"))
+        resume_flow_run(run.id, run_input={"action": "abort", "name": "erin", "note": "no data"})
+
+    with Driver(operator) as driver, tags(tag):
+        state = topup_standard(date="250627", **SUBSET, **FAST, return_state=True)
+    driver.check()
+    assert state.is_cancelled(), state.message
+    assert "[70 DATA_VALIDATION_FAILED]" in seen["description"], seen["description"]
+    assert "**continue**" not in seen["description"]
+    assert seen["schema"]["properties"]["action"]["enum"] == ["retry", "abort"], seen["schema"]
