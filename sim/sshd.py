@@ -7,196 +7,71 @@ each with its own config, host key, port and log under one work dir. Stdlib only
 Processes of a pair are found through /proc: the listener is our child; every sshd a
 connection forks keeps the server's log file open, which identifies it even after the
 listener has gone (its process title no longer shows the config).
+
+This module is the package's public entry point for the pair: ``sim/sshd_procs.py`` (process
+mechanics), ``sim/sshd_config.py`` (config, keys, helper scripts) and ``sim/sshd_faults.py``
+(fault knobs) do parts of the work, and their public names used elsewhere are imported here so
+that ``from sim.sshd import ...`` keeps working.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import re
 import shlex
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
 from sim import netfaults, users
-
-Role = Literal["jump", "login"]
-ROLES: tuple[Role, ...] = ("login", "jump")  # login first: the jump config names its port
-HOST = "127.0.0.1"
-SFTP_SERVER_CANDIDATES = (
-    Path("/usr/lib/openssh/sftp-server"),
-    Path("/usr/libexec/openssh/sftp-server"),
-    Path("/usr/libexec/sftp-server"),
+from sim.sshd_config import (
+    DISPATCH,
+    HOST_NAME_RE,
+    LOG_LEVELS,
+    PRIVSEP_DIR,
+    REAL_TOPS,
+    ROLES,
+    SFTP_SERVER_CANDIDATES,
+    W720,
+    Role,
+    ServerFiles,
+    config_text,
+    keygen,
+    sftp_wrapper_text,
 )
-PRIVSEP_DIR = Path("/run/sshd")
-LOG_LEVELS = ("QUIET", "FATAL", "ERROR", "INFO", "VERBOSE", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3")
-
-
-class SshdError(RuntimeError):
-    """An sshd of the pair could not be started or controlled."""
-
-
-def _wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
-) -> None:
-    """Poll ``condition`` until it holds; raise SshdError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SshdError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    """A port the kernel just considered free on loopback (may race; start() retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def held_marker(workdir: Path, role: str) -> Path:
-    """The file saying that ``role`` of the pair in ``workdir`` is down on purpose (a fault)."""
-    return Path(workdir) / "faults" / f"held-{role}"
-
-
-def held_by(workdir: Path, role: str) -> int | None:
-    """The live process holding ``role`` down with a network fault, or None."""
-    try:
-        pid = int(held_marker(workdir, role).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def ssh_banner(port: int, timeout: float = 1.0) -> str | None:
-    """The identification string a server on ``port`` sends, or None if none answers."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            data = b""
-            while b"\n" not in data and len(data) < 256:
-                chunk = s.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        return None
-    line = data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
-    return line if line.startswith("SSH-") else None
-
-
-def _ppid_and_state(pid: int) -> tuple[int, str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # comm may contain spaces/parentheses: fields start after the last ')'.
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return int(rest[1]), rest[0]
-
-
-def _alive(pid: int) -> bool:
-    info = _ppid_and_state(pid)
-    return info is not None and info[1] not in ("Z", "X")
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _exe(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return None
-
-
-def _has_open(pid: int, target: str) -> bool:
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _keygen(path: Path, comment: str) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
-
-
-@dataclass
-class _Server:
-    """One sshd: its files, port and listener process."""
-
-    role: Role
-    dir: Path
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    # Fixed port (asked for, or kept from the first start): never re-chosen.
-    port_fixed: bool = False
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "sshd_config"
-
-    @property
-    def host_key(self) -> Path:
-        return self.dir / "ssh_host_ed25519_key"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "sshd.log"
-
-
-REAL_TOPS = ("besfs5", "bes3fs", "cvmfs", "afs")
-_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
-
-# Finds the simulated tree a command works in: from $PWD up to a dir holding .sim/layout.json,
-# else the tree whose faults file the pair follows. Sets __r ("" when none).
-_FIND_TREE = r"""__r=$PWD
-while [ "$__r" != / ] && [ ! -f "$__r/.sim/layout.json" ]; do __r=$(dirname -- "$__r"); done
-if [ "$__r" = / ]; then
-  __r=$(cat -- "${TOPUP_SIM_PAIR:-/nonexistent}/faults/follow" 2>/dev/null)
-  __r=${__r%/.sim/faults.json}
-fi
-"""
-_DISPATCH = (
-    "#!/bin/bash\n"
-    "# @TOOL@ on the PATH of a plain exec (simulated site): the stand-in of the tree this\n"
-    "# command works in (sim/sshd.py).\n"
-    + _FIND_TREE
-    + 'if [ -z "$__r" ] || [ ! -x "$__r/sim/bin/@TOOL@" ]; then\n'
-    "  echo 'bash: @TOOL@: command not found' >&2; exit 127\n"
-    "fi\n"
-    'exec "$__r/sim/bin/@TOOL@" "$@"\n'
+from sim.sshd_faults import PairFaults, held_by, held_marker
+from sim.sshd_procs import (
+    HOST,
+    SshdError,
+    alive,
+    all_pids,
+    exe_of,
+    free_port,
+    has_open,
+    kill_pids,
+    ppid_and_state,
+    ssh_banner,
+    wait_until,
 )
-_W720 = (
-    "# ~/w720 of the simulated account, sourced as on IHEP (`source ~/w720`): the BOSS\n"
-    "# environment script of the simulated tree this shell works in (sim/sshd.py).\n"
-    + _FIND_TREE
-    + 'if [ -n "$__r" ] && [ -f "$__r/home/w720" ]; then source "$__r/home/w720"\n'
-    "else echo 'w720: no simulated site here' >&2; false; fi\n"
-)
+
+__all__ = [
+    "HOST",
+    "LOG_LEVELS",
+    "REAL_TOPS",
+    "ROLES",
+    "Role",
+    "SshPair",
+    "SshdError",
+    "free_port",
+    "held_by",
+    "held_marker",
+    "ssh_banner",
+]
 
 # Strong references: a pair dropped without stop() is still stopped at exit.
 _LIVE: set[SshPair] = set()
@@ -208,7 +83,7 @@ def _stop_all_at_exit() -> None:
         pair.stop()
 
 
-class SshPair:
+class SshPair(PairFaults):
     """A jump host and a login node (real sshd processes) reachable as ``user``.
 
     Key and password authentication work on both hops. The jump host forwards only to
@@ -237,7 +112,7 @@ class SshPair:
         self.plain_path_tools = plain_path_tools
         # The login node's site name (e.g. "beslogin"): the jump host resolves it (to
         # 127.0.0.1, in its private mount namespace's /etc/hosts) and forwards by it.
-        if login_name is not None and not _HOST_NAME_RE.match(login_name):
+        if login_name is not None and not HOST_NAME_RE.match(login_name):
             raise ValueError(f"login_name must be a plain host name, got {login_name!r}")
         self.login_name = login_name
         # A simulated tree laid at the real absolute paths (/besfs5, /bes3fs, /cvmfs, /afs)
@@ -252,7 +127,9 @@ class SshPair:
         self.log_level = log_level
         self.start_timeout = start_timeout
         self._password_arg = password
-        self._servers: dict[Role, _Server] = {r: _Server(r, self.workdir / r) for r in ROLES}
+        self._servers: dict[Role, ServerFiles] = {
+            r: ServerFiles(r, self.workdir / r) for r in ROLES
+        }
         for role, fixed in (("jump", jump_port), ("login", login_port)):
             if fixed is not None:
                 self._servers[role].port = fixed
@@ -357,7 +234,7 @@ class SshPair:
         with os.fdopen(fd, "w") as fh:
             fh.write(password + "\n")
         if not self.client_key.exists():
-            _keygen(self.client_key, "topup-sim-client")
+            keygen(self.client_key, "topup-sim-client")
         self.authorized_keys.write_text(self.client_key.with_suffix(".pub").read_text())
         os.chmod(self.authorized_keys, 0o644)
         self.fault_dir.mkdir(mode=0o755, exist_ok=True)
@@ -373,36 +250,12 @@ class SshPair:
         for server in self._servers.values():
             server.dir.mkdir(mode=0o755, exist_ok=True)
             if not server.host_key.exists():
-                _keygen(server.host_key, f"topup-sim-{server.role}")
+                keygen(server.host_key, f"topup-sim-{server.role}")
         self._prepared = True
 
     def _write_sftp_wrapper(self) -> None:
-        flag = shlex.quote(str(self.fault_dir / "sftp_fail"))
-        follow = shlex.quote(str(self.fault_dir / "follow"))
-        cuts = shlex.quote(str(self.sftp_cut_dir))
-        target = shlex.quote(str(self._sftp_server) if self._sftp_server else "/bin/false")
         self.sftp_wrapper.write_text(
-            "#!/bin/sh\n"
-            "# SFTP subsystem of the simulated login node; fails on demand (fault injection):\n"
-            "# while the flag file exists, or the followed faults.json says sftp_fail: true;\n"
-            "# cut after N bytes while tokens wait in the cut dir (SshPair.cut_sftp).\n"
-            "fail() { echo 'sftp-server: disabled by fault injection' >&2; exit 1; }\n"
-            f"[ -e {flag} ] && fail\n"
-            f"faults=$(cat {follow} 2>/dev/null)\n"
-            'if [ -n "$faults" ] && [ -r "$faults" ] && '
-            'grep -Eq \'"sftp_fail"[[:space:]]*:[[:space:]]*true\' "$faults"; then fail; fi\n'
-            f"cuts={cuts}\n"
-            "# Cut fault: claim one token (an atomic rename), serve only its byte count of\n"
-            "# the SFTP stream, then kill the whole session group (the channel dies).\n"
-            'for t in "$cuts"/t*; do\n'
-            '  [ -e "$t" ] || break\n'
-            '  if mv -- "$t" "$t.$$" 2>/dev/null; then\n'
-            '    n=$(cat -- "$t.$$"); rm -f -- "$t.$$"\n'
-            f'    {target} "$@" | {{ stdbuf -o0 head -c "$n"; kill -KILL 0; }}\n'
-            "    exit 1\n"
-            "  fi\n"
-            "done\n"
-            f'exec {target} "$@"\n'
+            sftp_wrapper_text(self.fault_dir, self.sftp_cut_dir, self._sftp_server)
         )
         os.chmod(self.sftp_wrapper, 0o755)
 
@@ -415,67 +268,28 @@ class SshPair:
         os.chmod(self.tools_dir, 0o755)
         for tool in ("hadd", "root"):
             path = self.tools_dir / tool
-            path.write_text(_DISPATCH.replace("@TOOL@", tool))
+            path.write_text(DISPATCH.replace("@TOOL@", tool))
             os.chmod(path, 0o755)
         home = Path(entry.pw_dir)
         w720 = home / "w720"
         tmp = home / f".w720.{os.getpid()}.tmp"
-        tmp.write_text(_W720)  # the same text for every pair: replacing it is harmless
+        tmp.write_text(W720)  # the same text for every pair: replacing it is harmless
         os.chown(tmp, entry.pw_uid, entry.pw_gid)
         os.chmod(tmp, 0o644)
         os.replace(tmp, w720)
 
-    def _config_text(self, server: _Server) -> str:
-        common = [
-            f"Port {server.port}",
-            f"ListenAddress {HOST}",
-            f"HostKey {server.host_key}",
-            "PidFile none",
-            f"AuthorizedKeysFile {self.authorized_keys}",
-            # The work dir lives under /tmp, which StrictModes would reject.
-            "StrictModes no",
-            # No PAM: pam_loginuid and friends fail in containers; sshd checks shadow itself.
-            "UsePAM no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication yes",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin no",
-            "PermitEmptyPasswords no",
-            f"AllowUsers {self.user}",
-            "UseDNS no",
-            "PrintMotd no",
-            "PrintLastLog no",
-            "X11Forwarding no",
-            "AllowAgentForwarding no",
-            "AllowStreamLocalForwarding no",
-            "PermitTunnel no",
-            "GatewayPorts no",
-            "PermitUserEnvironment no",
-            # Tests and the benchmark open many connections at once.
-            "MaxStartups 200",
-            "MaxSessions 64",
-            "MaxAuthTries 6",
-            "LoginGraceTime 30",
-            f"LogLevel {self.log_level}",
-        ]
-        if server.role == "jump":
-            login_port = self._servers["login"].port
-            target = self.login_name or HOST
-            role_lines = [
-                "AllowTcpForwarding local",
-                f"PermitOpen {target}:{login_port}",
-            ]
-        else:
-            sftp = str(self.sftp_wrapper) if self._sftp_server else "internal-sftp"
-            env = [f"TOPUP_SIM_PAIR={self.workdir}"]
-            if self.plain_path_tools:
-                env.append(f"PATH={self.tools_dir}:/usr/local/bin:/usr/bin:/bin")
-            role_lines = [
-                "AllowTcpForwarding no",
-                f"Subsystem sftp {sftp}",
-                "SetEnv " + " ".join(env),
-            ]
-        return "\n".join(common + role_lines) + "\n"
+    def _config_text(self, server: ServerFiles) -> str:
+        return config_text(
+            server,
+            user=self.user,
+            log_level=self.log_level,
+            authorized_keys=self.authorized_keys,
+            login_port=self._servers["login"].port,
+            login_name=self.login_name,
+            sftp=str(self.sftp_wrapper) if self._sftp_server else "internal-sftp",
+            workdir=self.workdir,
+            tools_dir=self.tools_dir if self.plain_path_tools else None,
+        )
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> SshPair:
@@ -497,7 +311,7 @@ class SshPair:
             raise
         return self
 
-    def _start_server(self, server: _Server) -> None:
+    def _start_server(self, server: ServerFiles) -> None:
         attempts = 1 if server.port_fixed else 5
         last_error = ""
         for _ in range(attempts):
@@ -533,7 +347,7 @@ class SshPair:
                 return own and ssh_banner(port) is not None
 
             try:
-                _wait_until(
+                wait_until(
                     ready,
                     self.start_timeout,
                     f"{server.role} sshd banner on port {server.port}",
@@ -550,12 +364,12 @@ class SshPair:
         raise SshdError(f"{server.role} sshd did not start: {last_error}")
 
     @staticmethod
-    def _log_since(server: _Server, offset: int) -> str:
+    def _log_since(server: ServerFiles, offset: int) -> str:
         with open(server.log, "rb") as fh:
             fh.seek(offset)
             return fh.read().decode(errors="replace")
 
-    def _namespaced(self, server: _Server, command: list[str]) -> list[str]:
+    def _namespaced(self, server: ServerFiles, command: list[str]) -> list[str]:
         """``command`` as is, or under ``unshare -m`` with this server's bind mounts: the
         hosts file naming the login node (both servers), the tree at the real paths (login).
         The mounts are private to the server and its sessions; the host sees none of them."""
@@ -611,7 +425,7 @@ class SshPair:
         if all(self.pid(r) is None for r in ROLES):
             _LIVE.discard(self)
 
-    def _stop_server(self, server: _Server) -> None:
+    def _stop_server(self, server: ServerFiles) -> None:
         # Sessions first, while the listener is alive to reap them.
         self._kill_pids(self._session_pids(server))
         proc = server.proc
@@ -651,20 +465,20 @@ class SshPair:
         )
 
     # -------------------------------------------------------------- sessions
-    def _pids_of(self, server: _Server) -> list[int]:
+    def _pids_of(self, server: ServerFiles) -> list[int]:
         """Every live sshd process of this server: those holding its log file open."""
         log = str(server.log)
         sshd = os.path.realpath(self.sshd)
         found = []
-        for pid in _all_pids():
-            exe = _exe(pid)
+        for pid in all_pids():
+            exe = exe_of(pid)
             if exe is None or os.path.realpath(exe) != sshd:
                 continue
-            if _alive(pid) and _has_open(pid, log):
+            if alive(pid) and has_open(pid, log):
                 found.append(pid)
         return found
 
-    def _session_pids(self, server: _Server) -> list[int]:
+    def _session_pids(self, server: ServerFiles) -> list[int]:
         listener = server.proc.pid if server.proc is not None else None
         return [p for p in self._pids_of(server) if p != listener]
 
@@ -678,8 +492,8 @@ class SshPair:
         if listener is None:
             return 0
         count = 0
-        for pid in _all_pids():
-            info = _ppid_and_state(pid)
+        for pid in all_pids():
+            info = ppid_and_state(pid)
             if info is not None and info[0] == listener and info[1] not in ("Z", "X"):
                 count += 1
         return count
@@ -695,124 +509,7 @@ class SshPair:
         self._kill_pids(self._session_pids(self._servers[role]))
         return dropped
 
-    @staticmethod
-    def _kill_pids(pids: list[int]) -> None:
-        """SIGKILL the processes, children before parents.
-
-        A parent then reaps its killed child; killing both at once would orphan the child
-        to PID 1, which here does not reap, leaving zombies behind.
-        """
-        remaining = set(pids)
-        while remaining:
-            parents = {info[0] for p in remaining if (info := _ppid_and_state(p)) is not None}
-            leaves = [p for p in remaining if p not in parents] or list(remaining)
-            for pid in leaves:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            _wait_until(
-                lambda ls=leaves: not any(_alive(p) for p in ls), 10.0, f"sshd {leaves} to die"
-            )
-            remaining = {p for p in remaining - set(leaves) if _alive(p)}
-
-    # ---------------------------------------------------------------- faults
-    def set_sftp_fail(self, fail: bool) -> None:
-        """Make the login node's SFTP subsystem fail (True) or work (False)."""
-        if self._sftp_server is None:
-            raise SshdError("SFTP fault injection needs an sftp-server binary (none found)")
-        flag = self.fault_dir / "sftp_fail"
-        if fail:
-            flag.write_text("1\n")
-            os.chmod(flag, 0o644)
-        else:
-            flag.unlink(missing_ok=True)
-
-    def cut_sftp(self, after_bytes: int, downloads: int = 1) -> None:
-        """Kill the next ``downloads`` SFTP sessions after ``after_bytes`` bytes of their stream.
-
-        The count is of the SFTP stream the login node sends (protocol packets included),
-        so a cut past ~1 kB lands inside the file data. Replaces earlier pending cuts; 0
-        downloads clears them.
-        """
-        if self._sftp_server is None:
-            raise SshdError("SFTP fault injection needs an sftp-server binary (none found)")
-        if after_bytes < 0 or downloads < 0:
-            raise ValueError("after_bytes and downloads must be >= 0")
-        self._prepare()
-        netfaults.write_tokens(self.sftp_cut_dir, after_bytes, downloads, self.user)
-
-    def sftp_cuts_left(self) -> int:
-        """Pending SFTP cuts (tokens not claimed yet)."""
-        return netfaults.tokens_left(self.sftp_cut_dir)
-
-    def refuse_connects(self, role: Role, count: int) -> netfaults.HostFault:
-        """The next ``count`` connections to ``role`` are refused, then the server is back.
-
-        The server goes away (live connections dropped, as when a host restarts) and its port
-        answers each new connection with a reset before any SSH banner; after ``count`` of
-        them sshd listens again on the same port with the same keys.
-        """
-        server = self._servers[role]
-        self._stop_server(server)
-        self._hold(role)
-        fault = netfaults.Refuser(HOST, server.port, count, partial(self._back, role))
-        self._net_faults.append(fault)
-        fault.start()
-        return fault
-
-    def outage(self, role: Role, seconds: float) -> netfaults.HostFault:
-        """``role`` is down for ``seconds``: connections dropped, connects refused (nothing
-        listens on the port), then sshd starts again on the same port and keys."""
-        server = self._servers[role]
-        self._stop_server(server)
-        self._hold(role)
-        fault = netfaults.Outage(seconds, partial(self._back, role))
-        self._net_faults.append(fault)
-        fault.start()
-        return fault
-
-    def clear_faults(self) -> None:
-        """Undo every fault of the pair: SFTP works, no pending cut, no outage or refusal."""
-        self._cancel_net_faults()
-        if self._sftp_server is not None:
-            self.set_sftp_fail(False)
-        if self.sftp_cut_dir.is_dir():
-            netfaults.write_tokens(self.sftp_cut_dir, 0, 0, self.user)
-
-    def _cancel_net_faults(self) -> None:
-        for fault in self._net_faults:
-            fault.cancel()
-        self._net_faults.clear()
-        for role in ROLES:
-            held_marker(self.workdir, role).unlink(missing_ok=True)
-
-    def _hold(self, role: Role) -> None:
-        """Say (to a supervisor watching the pair, e.g. ``topup up``) that ``role`` is down
-        on purpose, for as long as this process lives: it must not be restarted meanwhile."""
-        marker = held_marker(self.workdir, role)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{os.getpid()}\n")
-
-    def _back(self, role: Role) -> None:
-        """The fault ended by itself: the server listens again, the hold is released."""
-        try:
-            self._start_server(self._servers[role])
-        finally:
-            held_marker(self.workdir, role).unlink(missing_ok=True)
-
-    def follow_faults(self, faults_json: Path | None) -> None:
-        """Also fail SFTP while ``faults_json`` (a sim site's faults file) has sftp_fail: true.
-
-        The pair outlives the per-test sites, so the file to follow is switched per site;
-        None stops following. The file must be readable by the login user.
-        """
-        follow = self.fault_dir / "follow"
-        if faults_json is None:
-            follow.unlink(missing_ok=True)
-            return
-        follow.write_text(f"{Path(faults_json).resolve()}\n")
-        os.chmod(follow, 0o644)
+    _kill_pids = staticmethod(kill_pids)
 
     # ---------------------------------------------------------------- client
     def client_overrides(

@@ -1,0 +1,1 @@
+"""The ``topup`` commands by concern; ``topup_cli.main`` registers them on its one app."""
