@@ -13,6 +13,10 @@ settings) cannot leak into the stack. In-process callers use ``client()`` /
 ``sync_client()`` or ``api_settings()``.
 
     python -m topup_cli.stack --data-dir var/stack --sites-dir var/sites   # foreground
+
+``StackSettings`` and what each process is given (environment, server command line) are in
+``topup_cli/stack_settings.py``; the names used elsewhere are imported here so that
+``from topup_cli.stack import ...`` keeps working.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,98 +35,36 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
-import yaml
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
 from deployments.notifications import NotificationSettings
-from deployments.setup import POOL_NAME, SetupReport
+from deployments.setup import SetupReport
 from deployments.setup import setup as setup_pool_and_limits
+from topup_cli import stack_settings
 from topup_cli.processes import ManagedProcess
+from topup_cli.stack_settings import (
+    HOST,
+    PROJECT_DIR,
+    StackSettings,
+    deployment_names,
+    free_port,
+)
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
+__all__ = [
+    "HOST",
+    "PROJECT_DIR",
+    "PrefectStack",
+    "StackError",
+    "StackSettings",
+    "deployment_names",
+    "free_port",
+]
 
 
 class StackError(RuntimeError):
     """A process of the stack did not start, or a set-up command failed."""
-
-
-class StackSettings(BaseModel):
-    """Where the stack keeps its state and how its processes are tuned."""
-
-    data_dir: Path
-    project_dir: Path = PROJECT_DIR
-    host: str = HOST
-    port: int = Field(0, ge=0, le=65535, description="0: a free port")
-    # Prefect server database: SQLite under data_dir unless a PostgreSQL URL
-    # (postgresql+asyncpg://...) is given. Secret: never logged.
-    server_database_url: SecretStr | None = None
-    ui: bool = False
-    pool: str = POOL_NAME
-    pool_limit: int | None = None
-    rounds: list[str] = Field(default_factory=lambda: ["round18"])
-    # A process worker asks for work every query_seconds (Prefect default 10 s): 0.25 s (one
-    # light API read) makes a new run start within ~2 s. Prefetch lets it submit runs
-    # scheduled just ahead.
-    worker_query_seconds: float = Field(0.25, gt=0)
-    worker_prefetch_seconds: float = Field(2.0, ge=0)
-    worker_limit: int | None = Field(None, ge=1)
-    # Flow-run processes send a heartbeat event this often (Prefect's minimum is 30 s): a run
-    # that goes silent is set Crashed and rescheduled (deployments/recovery.py).
-    heartbeat_seconds: int | None = Field(30, ge=30)
-    # Let flow-run processes cache the project's bytecode (__pycache__, as any Python
-    # install does) even if the caller set PYTHONDONTWRITEBYTECODE: it saves ~1 s per start.
-    bytecode_cache: bool = True
-    # Drop the caller's TOPUP_* variables (they override site files): tests want only what
-    # they pass; an operator's `topup up` wants its shell's TOPUP_* to reach the flow runs.
-    isolate_topup_env: bool = False
-    sites_dir: Path | None = None  # TOPUP_SITES_DIR of flow runs (default data_dir/sites)
-    topup_database_url: str | None = None  # outputs store (default SQLite in data_dir)
-    results_dir: Path | None = None  # persisted task results (default data_dir/results)
-    # Webhook notifications (deployments.notifications); None: TOPUP_NOTIFY_* from the
-    # environment, unless isolate_topup_env (then off).
-    notifications: NotificationSettings | None = None
-    # Embedded SQLite server: every transaction begins IMMEDIATE (topup_cli.sqlite_server),
-    # which removes the 503 "database is locked" answers under load (bench/sqlite_lock.py).
-    sqlite_immediate: bool = True
-    server_env: dict[str, str] = Field(default_factory=dict)
-    worker_env: dict[str, str] = Field(default_factory=dict)
-    python: Path = Path(sys.executable)
-    start_timeout: float = 180.0
-    deploy_timeout: float = 300.0
-
-    def resolved(self) -> StackSettings:
-        """Absolute paths, defaults under data_dir filled in."""
-        data = self.data_dir.resolve()
-        return self.model_copy(
-            update={
-                "data_dir": data,
-                "project_dir": self.project_dir.resolve(),
-                "sites_dir": (self.sites_dir or data / "sites").resolve(),
-                "results_dir": (self.results_dir or data / "results").resolve(),
-                "topup_database_url": self.topup_database_url or f"sqlite:///{data / 'topup.db'}",
-            }
-        )
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def deployment_names(project_dir: Path = PROJECT_DIR) -> list[str]:
-    """``<flow name>/<deployment name>`` is not known without importing the flows, so this is
-    just the deployment names ``prefect.yaml`` declares."""
-    spec = yaml.safe_load((project_dir / "prefect.yaml").read_text())
-    return [d["name"] for d in spec.get("deployments") or []]
-
-
-def _inherited_env() -> dict[str, str]:
-    """The caller's environment without any Prefect setting (the stack sets its own)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
 
 
 # Stacks not stopped by their owner are stopped at interpreter exit.
@@ -165,7 +106,7 @@ class PrefectStack:
 
     @property
     def prefect_home(self) -> Path:
-        return self.data_dir / "prefect-home"
+        return stack_settings.prefect_home(self.settings)
 
     @property
     def sites_dir(self) -> Path:
@@ -183,87 +124,14 @@ class PrefectStack:
         return self.settings.topup_database_url
 
     def _base_env(self) -> dict[str, str]:
-        env = _inherited_env()
-        env.update(
-            PREFECT_HOME=str(self.prefect_home),
-            PREFECT_API_URL=self.api_url,
-            # Prefect's telemetry off, server side and client side (topup_cli/__init__.py).
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            DO_NOT_TRACK="1",
-            PREFECT_CLI_COLORS="false",
-            PYTHONUNBUFFERED="1",
-        )
-        return env
+        return stack_settings.base_env(self.settings, self.api_url)
 
     def server_env(self) -> dict[str, str]:
-        s = self.settings
-        env = self._base_env()
-        db = (
-            s.server_database_url.get_secret_value()
-            if s.server_database_url
-            else f"sqlite+aiosqlite:///{self.data_dir / 'prefect.db'}"
-        )
-        env.update(
-            PREFECT_API_DATABASE_CONNECTION_URL=db,
-            PREFECT_UI_ENABLED="true" if s.ui else "false",
-            # No upgrade prompts or marketing banners in the operators' UI.
-            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
-            PREFECT_SERVER_LOGGING_LEVEL="WARNING",
-            # Expired leases (a run whose process died holding its round's slot) are
-            # reclaimed within seconds of expiring instead of up to 15 s later.
-            PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="2",
-            # Concurrency leases (the round slots) on disk, not in the server's memory: a
-            # restarted server otherwise forgets every lease while the limit still counts
-            # the slot as taken, and no run of that round ever starts again (found by the
-            # chaos suite, tests/chaos/test_faults.py). Files under PREFECT_HOME.
-            PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=(
-                "prefect.server.concurrency.lease_storage.filesystem"
-            ),
-        )
-        if self._sqlite_immediate:
-            # topup_cli.sqlite_server must import from the server's working dir (data_dir).
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(s.project_dir), os.environ.get("PYTHONPATH", "")) if p
-            )
-        env.update(s.server_env)
-        return env
+        return stack_settings.server_env(self.settings, self.api_url)
 
     def worker_env(self) -> dict[str, str]:
         """The worker's environment, which every flow run it starts inherits."""
-        s = self.settings
-        env = self._base_env()
-        if s.isolate_topup_env:
-            env = {k: v for k, v in env.items() if not k.startswith("TOPUP_")}
-        if s.bytecode_cache:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-        storage = str(self.results_dir)
-        env.update(
-            PREFECT_WORKER_QUERY_SECONDS=str(s.worker_query_seconds),
-            PREFECT_WORKER_PREFETCH_SECONDS=str(s.worker_prefetch_seconds),
-            PREFECT_WORKER_ENABLE_CANCELLATION="true",
-            # A burst of runs keeps a SQLite server busy (503, "database is locked") for
-            # longer than the client's default 5 retries (~1 min of back-off): the worker then
-            # gave up submitting a run and Prefect marked it Crashed (tests/chaos/test_load.py).
-            # 7 retries back off for up to ~4 min; the server answers as soon as it can.
-            PREFECT_CLIENT_MAX_RETRIES="7",
-            # Both names of the same setting: results written by one flow-run process are
-            # read back by the next (resume, retry) from this shared folder.
-            PREFECT_LOCAL_STORAGE_PATH=storage,
-            PREFECT_RESULTS_LOCAL_STORAGE_PATH=storage,
-            TOPUP_SITES_DIR=str(self.sites_dir),
-            TOPUP_DATABASE_URL=self.topup_database_url,
-            PYTHONPATH=os.pathsep.join(
-                p for p in (str(s.project_dir), os.environ.get("PYTHONPATH", "")) if p
-            ),
-            # The deployments' command is `python -m prefect.engine`: this interpreter.
-            PATH=os.pathsep.join(
-                p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p
-            ),
-        )
-        if s.heartbeat_seconds:
-            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(s.heartbeat_seconds)
-        env.update(s.worker_env)
-        return env
+        return stack_settings.worker_env(self.settings, self.api_url)
 
     # ------------------------------------------------------------------ clients
     def client(self) -> PrefectClient:
@@ -286,18 +154,11 @@ class PrefectStack:
 
     @property
     def _sqlite_immediate(self) -> bool:
-        return self.settings.sqlite_immediate and self.settings.server_database_url is None
+        return stack_settings.sqlite_immediate(self.settings)
 
     def _server_argv(self) -> list[str]:
         """``prefect server start`` on this port (through the SQLite launcher if embedded)."""
-        module = "topup_cli.sqlite_server" if self._sqlite_immediate else "prefect"
-        return [
-            str(self.settings.python), "-m", module,
-            "server", "start",
-            "--host", self.settings.host,
-            "--port", str(self.port),
-            "--ui" if self.settings.ui else "--no-ui",
-        ]  # fmt: skip
+        return stack_settings.server_argv(self.settings, self.port)
 
     def start_server(self) -> None:
         """Start ``prefect server start`` and wait until ``/api/health`` answers."""
