@@ -7,15 +7,19 @@ these, and keeping them here lets each command module depend only downwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from topup_cli.api import CliError, Target, resolve
+from topup_cli.operate import Detached
 from topup_cli.settings import CliSettings
 
 console = Console(highlight=False, soft_wrap=True)
@@ -106,6 +110,27 @@ def detached_exit(left: Any) -> typer.Exit:
 def fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[red]error:[/] {escape(message)}")  # values may hold [brackets]
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def api_errors(target: Target, detachable: bool = False) -> Iterator[None]:
+    """Talking to the stack's API: a CLI error or an unreachable API exits 1 with one line;
+    with ``detachable``, Ctrl-C while following a run exits 130 and leaves the run as it is."""
+    try:
+        yield
+    except Detached as left:
+        if not detachable:
+            raise
+        raise detached_exit(left) from None
+    except CliError as exc:
+        raise fail(str(exc)) from None
+    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
+        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+
+
+def exit_for(final: Any) -> typer.Exit:
+    """Exit 0 only if the followed run Completed."""
+    return typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
 
 
 def token_db(data_dir: Path | None) -> str:

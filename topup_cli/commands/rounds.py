@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 
@@ -14,8 +13,9 @@ from topup_cli.commands.common import (
     DataDirOpt,
     TokenOpt,
     UserOpt,
+    api_errors,
     console,
-    fail,
+    exit_for,
     target_for,
     user_tags,
 )
@@ -44,26 +44,19 @@ def dates(
     check_params(
         definition_of_workflow("available-dates", None), params
     )  # exit 2 before any flow run
-    try:
-        with target.client() as client:
-            fr = start_run(
-                client,
-                "available-dates/available-dates",
-                {"round": round, "site": site or target.default_site},
-                tags=owner,
-            )
-            with console.status(f"available-dates {fr.name} ..."):
-                final = wait_final(client, fr.id, timeout)
-            if final.state is None or not final.state.is_completed():
-                msg = final.state.message if final.state else ""
-                raise CliError(
-                    f"available-dates ended {final.state_name}: {msg} (topup logs {fr.id})"
-                )
-            rows = table_artifact(client, fr.id, "available-dates")
-    except CliError as exc:
-        raise fail(str(exc)) from None
-    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
-        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    with api_errors(target), target.client() as client:
+        fr = start_run(
+            client,
+            "available-dates/available-dates",
+            {"round": round, "site": site or target.default_site},
+            tags=owner,
+        )
+        with console.status(f"available-dates {fr.name} ..."):
+            final = wait_final(client, fr.id, timeout)
+        if final.state is None or not final.state.is_completed():
+            msg = final.state.message if final.state else ""
+            raise CliError(f"available-dates ended {final.state_name}: {msg} (topup logs {fr.id})")
+        rows = table_artifact(client, fr.id, "available-dates")
     table = Table(title=f"dates of {round}")
     table.add_column("date")
     table.add_column("status")
@@ -129,18 +122,13 @@ def backfill(
     check_params(definition_of_workflow("backfill", None), params)
     if dates:  # the dates asked for by name; the flow itself skips processed ones
         date_safe(round, dates.split(","), params["site"], data_dir, rerun=None)
-    try:
-        with target.client() as client:
-            fr = start_run(client, "backfill/backfill", params, tags=owner)
-            console.print(f"started backfill {fr.name} ({fr.id})")
-            console.print(f"Prefect UI: {target.run_url(fr.id)}")
-            if not watch:
-                return
-            final = watch_children(client, fr.id, console, timeout)
-    except CliError as exc:
-        raise fail(str(exc)) from None
-    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
-        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    with api_errors(target), target.client() as client:
+        fr = start_run(client, "backfill/backfill", params, tags=owner)
+        console.print(f"started backfill {fr.name} ({fr.id})")
+        console.print(f"Prefect UI: {target.run_url(fr.id)}")
+        if not watch:
+            return
+        final = watch_children(client, fr.id, console, timeout)
     message = final.state.message if final.state is not None else None
     console.print(f"backfill {fr.name}: {final.state_name}" + (f" - {message}" if message else ""))
-    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+    raise exit_for(final)

@@ -6,19 +6,18 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from topup_cli.api import CliError, Target, find_run, start_run
+from topup_cli.api import Target, find_run, start_run
 from topup_cli.commands.common import (
     ApiOpt,
     DataDirOpt,
     TimingsOpt,
     TokenOpt,
     UserOpt,
+    api_errors,
     console,
-    detached_exit,
-    fail,
+    exit_for,
     target_for,
     user_tags,
 )
@@ -28,7 +27,6 @@ from topup_cli.commands.run_checks import (
     definition_of_workflow,
     deployment_for,
 )
-from topup_cli.operate import Detached
 
 
 def run(
@@ -105,25 +103,18 @@ def _start_and_follow(
     """Start a run of ``deployment``, follow it live and exit 0 only if it Completed."""
     from topup_cli.operate import follow
 
-    try:
-        with target.client() as client:
-            deployment = deployment or deployment_for(target, definition)
-            began = time.monotonic()
-            flow_run = start_run(client, deployment, params, tags=owner)
-            console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {deployment}")
-            console.print(f"Prefect UI: {target.run_url(flow_run.id)}")
-            if not watch:
-                return
-            final, watcher = follow(client, flow_run, definition, target, console, prompt, timeout)
-    except Detached as left:
-        raise detached_exit(left) from None
-    except CliError as exc:
-        raise fail(str(exc)) from None
-    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
-        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    with api_errors(target, detachable=True), target.client() as client:
+        deployment = deployment or deployment_for(target, definition)
+        began = time.monotonic()
+        flow_run = start_run(client, deployment, params, tags=owner)
+        console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {deployment}")
+        console.print(f"Prefect UI: {target.run_url(flow_run.id)}")
+        if not watch:
+            return
+        final, watcher = follow(client, flow_run, definition, target, console, prompt, timeout)
     if timings and watcher.first_step_at is not None:
         console.print(f"first step seen {watcher.first_step_at - began:.1f}s after the start")
-    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+    raise exit_for(final)
 
 
 def attach(
@@ -144,26 +135,19 @@ def attach(
     from topup_cli.runlogs import watch_children
 
     target = target_for(data_dir, api_url)
-    try:
-        with target.client() as client:
-            run = find_run(client, flow_run)
-            definition = definition_of(client, run)
-            console.print(f"attached to flow run {run.name} ({run.id}): {run.state_name}")
-            console.print(f"Prefect UI: {target.run_url(run.id)}")
-            if definition.name == "backfill":
-                # Its dates are child runs: their pauses are answered by attaching to them.
-                console.print("a backfill: attach to a date's run to answer its prompts")
-                final = watch_children(client, run.id, console, timeout)
-                console.print(f"backfill {run.name}: {final.state_name}")
-            else:
-                final, _ = follow(client, run, definition, target, console, prompt, timeout)
-    except Detached as left:
-        raise detached_exit(left) from None
-    except CliError as exc:
-        raise fail(str(exc)) from None
-    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
-        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
-    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+    with api_errors(target, detachable=True), target.client() as client:
+        run = find_run(client, flow_run)
+        definition = definition_of(client, run)
+        console.print(f"attached to flow run {run.name} ({run.id}): {run.state_name}")
+        console.print(f"Prefect UI: {target.run_url(run.id)}")
+        if definition.name == "backfill":
+            # Its dates are child runs: their pauses are answered by attaching to them.
+            console.print("a backfill: attach to a date's run to answer its prompts")
+            final = watch_children(client, run.id, console, timeout)
+            console.print(f"backfill {run.name}: {final.state_name}")
+        else:
+            final, _ = follow(client, run, definition, target, console, prompt, timeout)
+    raise exit_for(final)
 
 
 def retry(
@@ -192,27 +176,20 @@ def retry(
     from topup_cli.operate import retry as retry_run
 
     target = target_for(data_dir, api_url)
-    try:
-        with target.client() as client:
-            run = find_run(client, flow_run)
-            was = run.state_name
-            now = retry_run(client, run, user, confirmed=yes)
-            console.print(
-                f"flow run {run.name} ({run.id}): {was} -> {now}; the worker starts it "
-                "again, its completed steps come back Cached"
-            )
-            console.print(f"Prefect UI: {target.run_url(run.id)}")
-            if not watch:
-                return
-            definition = definition_of(client, run)
-            final, _ = follow(client, run, definition, target, console, prompt, timeout)
-    except Detached as left:
-        raise detached_exit(left) from None
-    except CliError as exc:
-        raise fail(str(exc)) from None
-    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
-        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
-    raise typer.Exit(0 if final.state is not None and final.state.is_completed() else 1)
+    with api_errors(target, detachable=True), target.client() as client:
+        run = find_run(client, flow_run)
+        was = run.state_name
+        now = retry_run(client, run, user, confirmed=yes)
+        console.print(
+            f"flow run {run.name} ({run.id}): {was} -> {now}; the worker starts it "
+            "again, its completed steps come back Cached"
+        )
+        console.print(f"Prefect UI: {target.run_url(run.id)}")
+        if not watch:
+            return
+        definition = definition_of(client, run)
+        final, _ = follow(client, run, definition, target, console, prompt, timeout)
+    raise exit_for(final)
 
 
 def submit(
@@ -277,11 +254,6 @@ def logs(
     from topup_cli.runlogs import print_logs
 
     target = target_for(data_dir, api_url)
-    try:
-        with target.client() as client:
-            run = find_run(client, flow_run)
-            print_logs(client, run.id, console, follow=follow)
-    except CliError as exc:
-        raise fail(str(exc)) from None
-    except (OSError, httpx.HTTPError) as exc:  # connection refused and friends
-        raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+    with api_errors(target), target.client() as client:
+        run = find_run(client, flow_run)
+        print_logs(client, run.id, console, follow=follow)

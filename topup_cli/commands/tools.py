@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
-from topup_cli.api import CliError, find_run
+from topup_cli.api import find_run
 from topup_cli.commands.common import (
     ApiOpt,
     DataDirOpt,
+    api_errors,
     console,
     fail,
     settings_for,
@@ -75,13 +75,8 @@ def transcript(
         UUID(flow_run)
     except ValueError:  # a name: the Prefect API knows its id
         target = target_for(data_dir, api_url)
-        try:
-            with target.client() as client:
-                run_id = str(find_run(client, flow_run).id)
-        except CliError as exc:
-            raise fail(str(exc)) from None
-        except (OSError, httpx.HTTPError) as exc:
-            raise fail(f"cannot reach the Prefect API at {target.api_url}: {exc}") from None
+        with api_errors(target), target.client() as client:
+            run_id = str(find_run(client, flow_run).id)
     t = export(run_id, db_url or token_db(data_dir))
     if not t.commands:
         raise fail(f"no transcript for flow run {run_id}")
