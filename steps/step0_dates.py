@@ -13,15 +13,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from prefect import task
-
 from steps import errors
 from steps.common import fail, step_logger
+from steps.declare import declare
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, qpath
 from steps.results import Outcome, StepResult
-from steps.session import load_settings, open_site
+from steps.session import load_settings
 
 STEP = "0"
 DATE_LINE_RE = re.compile(r"^\d{6}$")
@@ -133,23 +132,20 @@ def available_dates(
     )
 
 
-@task(name="step0", persist_result=True)
-def step0(
+def dates_step(
+    site: RemoteSite,
     round: str,
     date: str | None = None,
     run_key: str | None = None,
-    site: str = "default",
     include_processed: bool = True,
     sort_order: SortOrder = "asc",
 ) -> StepResult:
-    """Prefect task for step 0 (``date``/``run_key`` accepted for a uniform call, unused)."""
-    return available_dates(
-        open_site(site), round, include_processed=include_processed, sort_order=sort_order
-    )
+    """Step 0 as the procedure calls it (``date``/``run_key`` accepted for a uniform call,
+    unused)."""
+    return available_dates(site, round, include_processed=include_processed, sort_order=sort_order)
 
 
-@task(name="step1_noop", persist_result=True)
-def step1_noop(round: str, run_key: str | None = None, site: str = "default") -> StepResult:
+def noop(round: str, run_key: str | None = None, site: str = "default") -> StepResult:
     """The legacy dates workflow's placeholder step: a resume can move past step 0 to it.
 
     Nothing reaches a remote shell, but its inputs are checked like every step's (the site
@@ -163,3 +159,15 @@ def step1_noop(round: str, run_key: str | None = None, site: str = "default") ->
         fail("1", 20, str(exc))
     load_settings(site)
     return StepResult(step="1", round=round, message="nothing to do")
+
+
+# --------------------------------------------------------------------------- tasks
+
+step0 = declare("step0", "0", "List the dates in DATA not yet processed in INJ", dates_step)
+step1_noop = declare(
+    "step1_noop",
+    "1",
+    "Placeholder (nothing to do) so that a resume can move past step 0",
+    noop,
+    opens_site=False,
+)

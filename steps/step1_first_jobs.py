@@ -14,10 +14,7 @@ failed or empty jobs and the anomaly file; crashed jobs (1114) and runs without 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
-
-from prefect import task
 
 from steps.common import (
     FileSpec,
@@ -34,10 +31,10 @@ from steps.common import (
     submit_once,
     wait_for_outputs,
 )
+from steps.declare import declare
 from steps.remote.site import Detached, RemoteSite
 from steps.remote.validate import q, qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 IST_VALUE = 15000000
 IST_FIELDS = ("interval_From_DB", "interval_before_sorting", "interval_after_sorting")
@@ -374,7 +371,7 @@ def ist_check(
     round: str,
     run_key: str,
     check_ist: bool = True,
-    exclude_runs: Sequence[int] = (),
+    exclude_runs: list[int] | None = None,
 ) -> StepResult:
     """Step 1.3: read the three interval values per run; register the runs in interval.txt.
 
@@ -384,8 +381,8 @@ def ist_check(
     """
     step = "1.3"
     all_runs = check_inputs(step, site, round, date, run_key)
-    excluded = sorted({int(r) for r in exclude_runs} & set(all_runs))
-    unknown = sorted({int(r) for r in exclude_runs} - set(all_runs))
+    excluded = sorted({int(r) for r in exclude_runs or ()} & set(all_runs))
+    unknown = sorted({int(r) for r in exclude_runs or ()} - set(all_runs))
     if unknown:
         fail(step, 20, f"exclude_runs {unknown} are not runs of {date}", date=date, round=round)
     runs = [r for r in all_runs if r not in excluded]
@@ -524,66 +521,9 @@ def ist_pdf(
 
 # --------------------------------------------------------------------------- tasks
 
-
-@task(name="step1_1", persist_result=True)
-def step1_1(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-    submit_job: bool = True,
-    genjob_timeout_minutes: float = 30,
-) -> StepResult:
-    return first_jobs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        submit_job=submit_job,
-        genjob_timeout_minutes=genjob_timeout_minutes,
-    )
-
-
-@task(name="step1_2", persist_result=True)
-def step1_2(date: str, round: str, run_key: str, site: str = "default") -> StepResult:
-    return move_outputs(open_site(site), date=date, round=round, run_key=run_key)
-
-
-@task(name="step1_3", persist_result=True)
-def step1_3(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    check_ist: bool = True,
-    exclude_runs: list[int] | None = None,
-) -> StepResult:
-    return ist_check(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        check_ist=check_ist,
-        exclude_runs=exclude_runs or (),
-    )
-
-
-@task(name="step1_4", persist_result=True)
-def step1_4(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    merge_timeout_minutes: float = 10,
-) -> StepResult:
-    return ist_pdf(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        merge_timeout_minutes=merge_timeout_minutes,
-    )
+step1_1 = declare("step1_1", "1.1", "First-pass jobs (genJob.sh, boss.condor)", first_jobs)
+step1_2 = declare(
+    "step1_2", "1.2", "Move ROOT files to calibConst, interval plots to Interval_plot", move_outputs
+)
+step1_3 = declare("step1_3", "1.3", "IST check, register the runs in interval.txt", ist_check)
+step1_4 = declare("step1_4", "1.4", "Merge the interval plots into a PDF and download it", ist_pdf)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefect import task
-
 from steps.common import (
     FileSpec,
     check_inputs,
@@ -32,10 +30,10 @@ from steps.common import (
     submit_once,
     wait_for_outputs,
 )
+from steps.declare import declare
 from steps.remote.site import FAILURE_REGEX, Detached, PollReport, RemoteSite
 from steps.remote.validate import q, qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 MIN = 60.0
 JOB_PATH_RE = re.compile(r"^\./(\d+)/rec(\d+)_(\d+)$")
@@ -533,83 +531,10 @@ def hist_pdf(
 
 # --------------------------------------------------------------------------- tasks
 
-
-@task(name="step2_1", persist_result=True)
-def step2_1(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-    submit_job: bool = True,
-    genjob_timeout_minutes: float = 30,
-) -> StepResult:
-    return second_jobs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        submit_job=submit_job,
-        genjob_timeout_minutes=genjob_timeout_minutes,
-    )
-
-
-@task(name="step2_2", persist_result=True)
-def step2_2(
-    date: str, round: str, run_key: str, site: str = "default", merge_timeout_minutes: float = 30
-) -> StepResult:
-    return merge_hist(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        merge_timeout_minutes=merge_timeout_minutes,
-    )
-
-
-@task(name="step2_3", persist_result=True)
-def step2_3(
-    date: str, round: str, run_key: str, site: str = "default", draw_timeout_minutes: float = 30
-) -> StepResult:
-    return draw_pngs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        draw_timeout_minutes=draw_timeout_minutes,
-    )
-
-
-@task(name="step2_4", persist_result=True)
-def step2_4(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-) -> StepResult:
-    return wait_check_pngs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-    )
-
-
-@task(name="step2_5", persist_result=True)
-def step2_5(
-    date: str, round: str, run_key: str, site: str = "default", merge_timeout_minutes: float = 10
-) -> StepResult:
-    return hist_pdf(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        merge_timeout_minutes=merge_timeout_minutes,
-    )
+step2_1 = declare("step2_1", "2.1", "Second-pass jobs per run, wait for the ntuples", second_jobs)
+step2_2 = declare(
+    "step2_2", "2.2", "Merge the ntuples (mergeHist.sh) into hist{run}.root", merge_hist
+)
+step2_3 = declare("step2_3", "2.3", "Draw the check plots (01go.sh)", draw_pngs)
+step2_4 = declare("step2_4", "2.4", "Wait for check{run}.png of every run", wait_check_pngs)
+step2_5 = declare("step2_5", "2.5", "Merge the check plots into a PDF and download it", hist_pdf)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-
 from steps.batch_stage import JobStage, run_stage
 from steps.common import FileSpec, check_inputs, fail, file_records, step_logger, submit_once
 from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
+from steps.declare import declare
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 MIN = 60.0
 
@@ -77,8 +75,8 @@ def run_add_script(
     date: str,
     round: str,
     run_key: str,
-    script_timeout_minutes: float = 10,
     poll_seconds: float = 30,
+    script_timeout_minutes: float = 10,
 ) -> StepResult:
     """Step 3.2: ``./add.sh`` (once: skipped when this date's lines are in window.dat already),
     then the legacy ``sed`` clean of window.dat. Failures are ``continue`` codes (WARNING)."""
@@ -173,44 +171,12 @@ def run_add_script(
 
 # --------------------------------------------------------------------------- tasks
 
-
-@task(name="step3_1", persist_result=True)
-def step3_1(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-    submit_job: bool = True,
-    genjob_timeout_minutes: float = 30,
-) -> StepResult:
-    return search_peak_jobs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        submit_job=submit_job,
-        genjob_timeout_minutes=genjob_timeout_minutes,
-    )
-
-
-@task(name="step3_2", persist_result=True)
-def step3_2(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    poll_seconds: float = 30,
-    script_timeout_minutes: float = 10,
-) -> StepResult:
-    return run_add_script(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        poll_seconds=poll_seconds,
-        script_timeout_minutes=script_timeout_minutes,
-    )
+step3_1 = declare(
+    "step3_1",
+    "3.1",
+    "Search the 50 Hz peaks (hep_sub), wait for the shield files",
+    search_peak_jobs,
+)
+step3_2 = declare(
+    "step3_2", "3.2", "add.sh, then drop the bare run-number lines of window.dat", run_add_script
+)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-
 from steps.batch_stage import JobStage, run_stage
 from steps.common import (
     FileSpec,
@@ -28,10 +26,10 @@ from steps.common import (
     file_records,
     merge_png_sets,
 )
+from steps.declare import declare
 from steps.remote.errors import DownloadError
 from steps.remote.site import RemoteSite
 from steps.results import FileRecord, StepResult
-from steps.session import open_site
 
 FAMILIES = ("cut_detail", "after_cut", "before_cut", "check")
 NO_PDF_CODE = 4002  # STEP4_2_SUCCESS_NO_PDF: normal for non-topup data
@@ -194,44 +192,10 @@ def merge_shield_pdfs(
 
 # --------------------------------------------------------------------------- tasks
 
-
-@task(name="step4_1", persist_result=True)
-def step4_1(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-    submit_job: bool = True,
-    check: bool = True,
-    genjob_timeout_minutes: float = 30,
-) -> StepResult:
-    return check_shield_jobs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        submit_job=submit_job,
-        check=check,
-        genjob_timeout_minutes=genjob_timeout_minutes,
-    )
-
-
-@task(name="step4_2", persist_result=True)
-def step4_2(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    merge_timeout_minutes: float = 10,
-) -> StepResult:
-    return merge_shield_pdfs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        merge_timeout_minutes=merge_timeout_minutes,
-    )
+step4_1 = declare("step4_1", "4.1", "Check the shield calibration", check_shield_jobs)
+step4_2 = declare(
+    "step4_2",
+    "4.2",
+    "Merge the checkShieldCalib plots into four PDFs and download them",
+    merge_shield_pdfs,
+)

@@ -26,8 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from prefect import task
-
 from steps.batch_stage import JobStage, run_stage
 from steps.common import (
     FileSpec,
@@ -39,10 +37,10 @@ from steps.common import (
     submit_once,
 )
 from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
+from steps.declare import declare
 from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 MIN = 60.0
 
@@ -183,8 +181,8 @@ def run_add_shield(
     date: str,
     round: str,
     run_key: str,
-    script_timeout_minutes: float = 10,
     poll_seconds: float = 30,
+    script_timeout_minutes: float = 10,
 ) -> StepResult:
     """Step 5.2: ``./add_shield.sh`` once (skipped when this date's windows are already in
     ets_cut.txt, or when no run of this date is a topup run and none has a shield file).
@@ -393,66 +391,9 @@ def merge_ets_raw(
 
 # --------------------------------------------------------------------------- tasks
 
-
-@task(name="step5_1", persist_result=True)
-def step5_1(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-    submit_job: bool = True,
-    genjob_timeout_minutes: float = 30,
-) -> StepResult:
-    return ets_cut_jobs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        submit_job=submit_job,
-        genjob_timeout_minutes=genjob_timeout_minutes,
-    )
-
-
-@task(name="step5_2", persist_result=True)
-def step5_2(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    poll_seconds: float = 30,
-    script_timeout_minutes: float = 10,
-) -> StepResult:
-    return run_add_shield(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        poll_seconds=poll_seconds,
-        script_timeout_minutes=script_timeout_minutes,
-    )
-
-
-@task(name="step5_3", persist_result=True)
-def step5_3(date: str, round: str, run_key: str, site: str = "default") -> StepResult:
-    return tidy_ets_cut(open_site(site), date=date, round=round, run_key=run_key)
-
-
-@task(name="step5_4", persist_result=True)
-def step5_4(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    merge_timeout_minutes: float = 10,
-) -> StepResult:
-    return merge_ets_raw(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        merge_timeout_minutes=merge_timeout_minutes,
-    )
+step5_1 = declare("step5_1", "5.1", "ETS-cut jobs, wait for the cut and total plots", ets_cut_jobs)
+step5_2 = declare("step5_2", "5.2", "add_shield.sh", run_add_shield)
+step5_3 = declare("step5_3", "5.3", "Tidy ets_cut.txt", tidy_ets_cut)
+step5_4 = declare(
+    "step5_4", "5.4", "Merge the ETS_cut plots into a PDF and download it", merge_ets_raw
+)

@@ -12,13 +12,11 @@ Not reproduced: the endless interactive genJob, the resubmission of everything o
 
 from __future__ import annotations
 
-from prefect import task
-
 from steps.batch_stage import JobStage, run_stage
 from steps.common import check_inputs, merge_and_download
+from steps.declare import declare
 from steps.remote.site import RemoteSite
 from steps.results import StepResult
-from steps.session import open_site
 
 MIN = 60.0
 
@@ -90,41 +88,9 @@ def merge_ets_checkall(
     return result
 
 
-@task(name="step6_1", persist_result=True)
-def step6_1(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    max_wait_minutes: float = 25,
-    poll_seconds: float = 30,
-    submit_job: bool = True,
-    genjob_timeout_minutes: float = 30,
-) -> StepResult:
-    return check_ets_cut_jobs(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        submit_job=submit_job,
-        genjob_timeout_minutes=genjob_timeout_minutes,
-    )
+# --------------------------------------------------------------------------- tasks
 
-
-@task(name="step6_2", persist_result=True)
-def step6_2(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    merge_timeout_minutes: float = 10,
-) -> StepResult:
-    return merge_ets_checkall(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        merge_timeout_minutes=merge_timeout_minutes,
-    )
+step6_1 = declare("step6_1", "6.1", "Check the ETS-cut calibration constants", check_ets_cut_jobs)
+step6_2 = declare(
+    "step6_2", "6.2", "Merge the check plots into a PDF and download it", merge_ets_checkall
+)

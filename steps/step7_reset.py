@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-
 from steps.common import (
     check_inputs,
     date_runs,
@@ -28,10 +26,10 @@ from steps.common import (
     submit_once,
 )
 from steps.config import SitePaths
+from steps.declare import declare
 from steps.remote.site import RemoteSite
 from steps.remote.validate import file_name, q, qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 MIN = 60.0
 APPROVAL_CODE = 20  # INVALID_PARAMETER (manual): no approver given
@@ -182,7 +180,7 @@ def reset(
     date: str,
     round: str,
     run_key: str,
-    approved_by: str,
+    approved_by: str = "",
     max_wait_minutes: float = 10,
     poll_seconds: float = 5,
 ) -> StepResult:
@@ -305,22 +303,6 @@ def reset(
     )
 
 
-@task(name="step7", persist_result=True)
-def step7(
-    date: str,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    approved_by: str = "",
-    max_wait_minutes: float = 10,
-    poll_seconds: float = 5,
-) -> StepResult:
-    return reset(
-        open_site(site),
-        date=date,
-        round=round,
-        run_key=run_key,
-        approved_by=approved_by,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-    )
+# --------------------------------------------------------------------------- tasks
+
+step7 = declare("step7", "7", "reset.sh: archive this date's working files (needs approval)", reset)

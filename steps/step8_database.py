@@ -23,15 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from prefect import task
-
 from steps.common import detached_key, fail, step_logger
 from steps.config import SitePaths
+from steps.declare import declare
 from steps.remote import validate
 from steps.remote.site import Detached, RemoteSite
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 MIN = 60.0
 RUN_TOKEN_RE = re.compile(r"^\d{5,}$")
@@ -595,62 +593,38 @@ def submit_part(
 
 
 # --------------------------------------------------------------------------- tasks
-
-
-@task(name="step8_range", persist_result=True)
-def step8_range(date: str | None, round: str, run_key: str, site: str = "default") -> StepResult:
-    result = database_range(open_site(site), round=round, run_key=run_key)
-    result.date = date
-    return result
-
-
-def _prepare(part: str, site: str, date: str | None, **kw: Any) -> StepResult:
-    result = prepare_part(open_site(site), part, **kw)
-    result.date = date
-    return result
-
-
-def _submit(part: str, site: str, date: str | None, **kw: Any) -> StepResult:
-    result = submit_part(open_site(site), part, **kw)
-    result.date = date
-    return result
-
-
-# Six separate functions (not a factory): Prefect's default cache key hashes the task's
-# source, so tasks sharing one source would share cached results. ``run_from``/``run_to``
+# The plain functions behind the step-8 tasks. Each dates its result with the flow's ``date``
+# (the range and the parts are the round's, not a date's). One small function per part and
+# phase, not one with ``part`` bound: Prefect's default cache key hashes the declared
+# function's source (steps/declare.py), so parts sharing one function would share cached
+# results. Their task parameters are the ``*_inputs`` signatures below. ``run_from``/``run_to``
 # come from ``step8_range`` (read once, before 8.1.1 rewrites interval.txt); missing → 21.
 
 
-@task(name="step8_1_prepare", persist_result=True)
-def step8_1_prepare(
+def _dated(result: StepResult, date: str | None) -> StepResult:
+    result.date = date
+    return result
+
+
+def _prepare_inputs(
+    site: RemoteSite,
     date: str | None,
     round: str,
     run_key: str,
-    site: str = "default",
     run_from: int | None = None,
     run_to: int | None = None,
     max_wait_minutes: float = 30,
     poll_seconds: float = 5,
 ) -> StepResult:
-    return _prepare(
-        "8.1",
-        site,
-        date,
-        round=round,
-        run_key=run_key,
-        run_from=run_from,
-        run_to=run_to,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-    )
+    """The parameters of the three ``prepare`` tasks (a signature only, never called)."""
+    raise NotImplementedError
 
 
-@task(name="step8_1_submit", persist_result=True)
-def step8_1_submit(
+def _submit_inputs(
+    site: RemoteSite,
     date: str | None,
     round: str,
     run_key: str,
-    site: str = "default",
     run_from: int | None = None,
     run_to: int | None = None,
     approved_by: str = "",
@@ -658,120 +632,61 @@ def step8_1_submit(
     poll_seconds: float = 5,
     resubmit_after: str | None = None,
 ) -> StepResult:
-    return _submit(
-        "8.1",
-        site,
-        date,
-        round=round,
-        run_key=run_key,
-        run_from=run_from,
-        run_to=run_to,
-        approved_by=approved_by,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        resubmit_after=resubmit_after,
-    )
+    """The parameters of the three ``submit`` tasks (a signature only, never called)."""
+    raise NotImplementedError
 
 
-@task(name="step8_2_prepare", persist_result=True)
-def step8_2_prepare(
-    date: str | None,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    run_from: int | None = None,
-    run_to: int | None = None,
-    max_wait_minutes: float = 30,
-    poll_seconds: float = 5,
-) -> StepResult:
-    return _prepare(
-        "8.2",
-        site,
-        date,
-        round=round,
-        run_key=run_key,
-        run_from=run_from,
-        run_to=run_to,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-    )
+def range_of_round(site: RemoteSite, date: str | None, round: str, run_key: str) -> StepResult:
+    """The round's run range (``date`` only dates the result)."""
+    return _dated(database_range(site, round=round, run_key=run_key), date)
 
 
-@task(name="step8_2_submit", persist_result=True)
-def step8_2_submit(
-    date: str | None,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    run_from: int | None = None,
-    run_to: int | None = None,
-    approved_by: str = "",
-    max_wait_minutes: float = 30,
-    poll_seconds: float = 5,
-    resubmit_after: str | None = None,
-) -> StepResult:
-    return _submit(
-        "8.2",
-        site,
-        date,
-        round=round,
-        run_key=run_key,
-        run_from=run_from,
-        run_to=run_to,
-        approved_by=approved_by,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        resubmit_after=resubmit_after,
-    )
+def prepare_8_1(site: RemoteSite, date: str | None, **inputs: Any) -> StepResult:
+    """8.1 (InjSigInterval) up to and including its dry run."""
+    return _dated(prepare_part(site, "8.1", **inputs), date)
 
 
-@task(name="step8_3_prepare", persist_result=True)
-def step8_3_prepare(
-    date: str | None,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    run_from: int | None = None,
-    run_to: int | None = None,
-    max_wait_minutes: float = 30,
-    poll_seconds: float = 5,
-) -> StepResult:
-    return _prepare(
-        "8.3",
-        site,
-        date,
-        round=round,
-        run_key=run_key,
-        run_from=run_from,
-        run_to=run_to,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-    )
+def submit_8_1(site: RemoteSite, date: str | None, **inputs: Any) -> StepResult:
+    """8.1 (InjSigInterval): the real, irreversible submission."""
+    return _dated(submit_part(site, "8.1", **inputs), date)
 
 
-@task(name="step8_3_submit", persist_result=True)
-def step8_3_submit(
-    date: str | None,
-    round: str,
-    run_key: str,
-    site: str = "default",
-    run_from: int | None = None,
-    run_to: int | None = None,
-    approved_by: str = "",
-    max_wait_minutes: float = 30,
-    poll_seconds: float = 5,
-    resubmit_after: str | None = None,
-) -> StepResult:
-    return _submit(
-        "8.3",
-        site,
-        date,
-        round=round,
-        run_key=run_key,
-        run_from=run_from,
-        run_to=run_to,
-        approved_by=approved_by,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        resubmit_after=resubmit_after,
-    )
+def prepare_8_2(site: RemoteSite, date: str | None, **inputs: Any) -> StepResult:
+    """8.2 (InjSigTime) up to and including its dry run."""
+    return _dated(prepare_part(site, "8.2", **inputs), date)
+
+
+def submit_8_2(site: RemoteSite, date: str | None, **inputs: Any) -> StepResult:
+    """8.2 (InjSigTime): the real, irreversible submission."""
+    return _dated(submit_part(site, "8.2", **inputs), date)
+
+
+def prepare_8_3(site: RemoteSite, date: str | None, **inputs: Any) -> StepResult:
+    """8.3 (OfflineEvtFilter) up to and including its dry run."""
+    return _dated(prepare_part(site, "8.3", **inputs), date)
+
+
+def submit_8_3(site: RemoteSite, date: str | None, **inputs: Any) -> StepResult:
+    """8.3 (OfflineEvtFilter, then reset_root.sh): the real, irreversible submission."""
+    return _dated(submit_part(site, "8.3", **inputs), date)
+
+
+step8_range = declare("step8_range", "8", "Read the round's run range", range_of_round)
+step8_1_prepare = declare(
+    "step8_1_prepare", "8.1", "InjSigInterval: dry run", prepare_8_1, inputs=_prepare_inputs
+)
+step8_1_submit = declare(
+    "step8_1_submit", "8.1", "InjSigInterval: submission", submit_8_1, inputs=_submit_inputs
+)
+step8_2_prepare = declare(
+    "step8_2_prepare", "8.2", "InjSigTime: dry run", prepare_8_2, inputs=_prepare_inputs
+)
+step8_2_submit = declare(
+    "step8_2_submit", "8.2", "InjSigTime: submission", submit_8_2, inputs=_submit_inputs
+)
+step8_3_prepare = declare(
+    "step8_3_prepare", "8.3", "OfflineEvtFilter: dry run", prepare_8_3, inputs=_prepare_inputs
+)
+step8_3_submit = declare(
+    "step8_3_submit", "8.3", "OfflineEvtFilter: submission", submit_8_3, inputs=_submit_inputs
+)

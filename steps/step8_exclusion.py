@@ -32,14 +32,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from prefect import task
-
 from steps.common import fail, step_logger
+from steps.declare import declare
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import StepResult
-from steps.session import open_site
 
 STEP = "8.exclude"
 INVALID_PARAMETER_CODE = 20  # INVALID_PARAMETER (manual): bad runs / round / tag
@@ -307,10 +305,12 @@ def _report(
     return StepResult(step=STEP, message=message, round=round, data=data)
 
 
-@task(name="step8_set_aside", persist_result=True)
-def step8_set_aside(
-    round: str, runs: list[int], run_key: str, reason_tag: str, site: str = "default"
-) -> StepResult:
-    return set_aside_runs(
-        open_site(site), round=round, runs=runs, run_key=run_key, reason_tag=reason_tag
-    )
+# --------------------------------------------------------------------------- tasks
+
+step8_set_aside = declare(
+    "step8_set_aside",
+    "8",
+    "Set aside the runs of a failed date before the database submission",
+    set_aside_runs,
+    site_after="reason_tag",
+)
