@@ -13,9 +13,11 @@ from prefect.states import Scheduled
 
 from flows.topup_standard import topup_standard
 from sim.sshd import SshPair
+from steps import download_folders
 from store import repository
 from tests.flows.conftest import (
     FAST,
+    ROUND,
     Driver,
     FlowEnv,
     poll,
@@ -139,5 +141,8 @@ def test_same_run_retry_returns_cached_steps_and_start_at_step_skips(
     }
     assert len(_stage1(sim)) == len(RUNS)
     downloads = [o for o in repository.outputs(str(later_id)) if o.role == "download"]
-    assert [Path(o.local_path or "").parent.name for o in downloads] == [str(later_id)]
+    # the run's own folder <round>/<date>/<run name>[-<id8>] (a re-run of a date gets its own)
+    folder = download_folders.folder(flow_env.downloads, str(later_id))
+    assert folder.parent == flow_env.downloads / ROUND / DATE
+    assert [Path(o.local_path or "").parent for o in downloads] == [folder]
     assert isinstance(UUID(str(later_id)), UUID)
