@@ -16,12 +16,12 @@ from typing import Literal
 from prefect import task
 
 from steps import errors
-from steps.common import fail, step_logger
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, qpath
 from steps.results import Outcome, StepResult
 from steps.session import load_settings, open_site
+from steps.step_log import fail, step_logger
 
 STEP = "0"
 DATE_LINE_RE = re.compile(r"^\d{6}$")

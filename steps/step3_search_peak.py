@@ -15,13 +15,16 @@ from typing import Any
 
 from prefect import task
 
+from steps.batch_jobs import submit_once
 from steps.batch_stage import JobStage, run_stage
-from steps.common import FileSpec, check_inputs, fail, file_records, step_logger, submit_once
 from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
+from steps.file_records import FileSpec, file_records
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
 from steps.results import StepResult
+from steps.runs_dates import check_inputs
 from steps.session import open_site
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 

@@ -19,19 +19,14 @@ from typing import Any
 
 from prefect import task
 
-from steps.common import (
-    check_inputs,
-    date_runs,
-    detached_key,
-    fail,
-    step_logger,
-    submit_once,
-)
+from steps.batch_jobs import detached_key, submit_once
 from steps.config import SitePaths
 from steps.remote.site import RemoteSite
 from steps.remote.validate import file_name, q, qpath
 from steps.results import StepResult
+from steps.runs_dates import check_inputs, date_runs
 from steps.session import open_site
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 APPROVAL_CODE = 20  # INVALID_PARAMETER (manual): no approver given

@@ -25,13 +25,14 @@ from typing import Any, NoReturn
 
 from prefect import task
 
-from steps.common import detached_key, fail, step_logger
+from steps.batch_jobs import detached_key
 from steps.config import SitePaths
 from steps.remote import validate
 from steps.remote.site import Detached, RemoteSite
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import StepResult
 from steps.session import open_site
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 RUN_TOKEN_RE = re.compile(r"^\d{5,}$")

@@ -34,12 +34,12 @@ from typing import Any, NoReturn
 
 from prefect import task
 
-from steps.common import fail, step_logger
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import StepResult
 from steps.session import open_site
+from steps.step_log import fail, step_logger
 
 STEP = "8.exclude"
 INVALID_PARAMETER_CODE = 20  # INVALID_PARAMETER (manual): bad runs / round / tag
