@@ -12,6 +12,10 @@ is re-attached on a retry, and its cluster ids are recorded for the waits to ask
   failed); records cluster ids. ``round`` exports its ``ROUND_NUMBER`` after the env script
   (the site's script hard-codes 18); every step passes the round it runs for.
 - ``genjob_ok(detached) -> bool`` — a ``genJob.sh`` finished (exit 0 and its last word DONE).
+- ``submit_genjob(site, step, *, run_key, command, cwd, cleanup, timeout, round, code, what,
+  data, poll=1.0, note_previous=False, **fields) -> Submission`` — a step's ``genJob.sh``
+  through ``submit_once`` (key ``{run_key}.{step}.genjob``), failing with ``code`` unless it
+  ended with DONE.
 - ``latest_attempt(site, run_key, step, purpose) -> Detached | None`` — newest attempt of
   that ``submit_once`` key family (to decide before starting, e.g. 2.2's already-merged case).
 - ``run_detached_once(site, key, command, cwd, timeout, env=True, poll=1.0, round=None)
@@ -31,12 +35,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from steps.remote import validate
 from steps.remote.errors import RemoteTimeout
 from steps.remote.validate import q, qpath
-from steps.step_log import step_logger
+from steps.step_log import fail, step_logger
 
 if TYPE_CHECKING:
     from steps.remote.site import Detached, RemoteSite
@@ -50,6 +54,7 @@ __all__ = [
     "record_jobs",
     "run_detached_once",
     "step_jobs_file",
+    "submit_genjob",
     "submit_once",
     "wait_detached",
 ]
@@ -266,3 +271,54 @@ def run_detached_once(
 def genjob_ok(d: Detached) -> bool:
     """genJob.sh finished: exit 0 and its last word ``DONE`` (its guards exit without it)."""
     return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
+
+
+def submit_genjob(
+    site: RemoteSite,
+    step: str,
+    *,
+    run_key: str,
+    command: str,
+    cwd: str,
+    cleanup: str,
+    timeout: float,
+    round: str,
+    code: int,
+    what: str,
+    data: dict[str, Any],
+    poll: float = 1.0,
+    note_previous: bool = False,
+    **fields: Any,
+) -> Submission:
+    """Run a step's ``genJob.sh`` once per flow run (``submit_once``, purpose ``genjob``).
+
+    ``data`` gets the key, the attempt and the cluster ids (and, with ``note_previous``, the
+    keys of earlier failed attempts). A generator that did not end with DONE fails with
+    ``code``: "``{what}`` failed (exit n): <its output's tail>"; ``fields`` go into that result.
+    """
+    sub = submit_once(
+        site,
+        run_key=run_key,
+        step=step.replace(".", "_"),
+        purpose="genjob",
+        command=command,
+        cwd=cwd,
+        timeout=timeout,
+        cleanup=cleanup,
+        succeeded=genjob_ok,
+        poll=poll,
+        round=round,
+    )
+    data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
+    if note_previous and sub.previous:
+        data["genjob_previous_attempts"] = sub.previous
+    if not genjob_ok(sub.detached):
+        d = sub.detached
+        fail(
+            step,
+            code,
+            f"{what} failed (exit {d.exit_code}): {(d.stderr or d.stdout or '').strip()[-300:]}",
+            data=data,
+            **fields,
+        )
+    return sub

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from steps.batch_jobs import Submission, genjob_ok, step_jobs_file, submit_once
+from steps.batch_jobs import Submission, step_jobs_file, submit_genjob, submit_once
 from steps.config import SitePaths
 from steps.file_records import FileSpec, file_records
 from steps.job_states import run_failures
@@ -170,32 +170,22 @@ def run_stage(
 
     sub: Submission | None = None
     if submit_job:
-        sub = submit_once(
+        sub = submit_genjob(
             site,
+            step,
             run_key=run_key,
-            step=stage.key_step,
-            purpose="genjob",
             command="./genJob.sh",
             cwd=directory,
-            timeout=timeout,
             cleanup=f"cd {qpath(directory)} && {stage.cleanup}",
-            succeeded=genjob_ok,
-            poll=poll,
+            timeout=timeout,
             round=round,
+            code=stage.genjob_code,
+            what=f"genJob.sh in {directory}",
+            data=data,
+            poll=poll,
+            note_previous=True,
+            **base,
         )
-        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
-        if sub.previous:
-            data["genjob_previous_attempts"] = sub.previous
-        if not genjob_ok(sub.detached):
-            d = sub.detached
-            fail(
-                step,
-                stage.genjob_code,
-                f"genJob.sh in {directory} failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
 
     found = _job_files(site, stage, directory)
     job_runs = set(found)

@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import task
 
-from steps.batch_jobs import genjob_ok, step_jobs_file, submit_once
+from steps.batch_jobs import step_jobs_file, submit_genjob, submit_once
 from steps.file_records import FileSpec, file_records
 from steps.job_states import run_failures
 from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
@@ -105,29 +105,20 @@ def first_jobs(
 
     sub = None
     if submit_job:
-        sub = submit_once(
+        sub = submit_genjob(
             site,
+            step,
             run_key=run_key,
-            step="1_1",
-            purpose="genjob",
             command=f"./genJob.sh {q(date)}",
             cwd=paths.inj,
-            timeout=genjob_timeout_minutes * MIN,
             cleanup=f"rm -rf -- {qpath(date_dir)}",
-            succeeded=genjob_ok,
+            timeout=genjob_timeout_minutes * MIN,
             round=round,
+            code=1105,
+            what=f"genJob.sh {date}",
+            data=data,
+            **base,
         )
-        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
-        if not genjob_ok(sub.detached):
-            d = sub.detached
-            fail(
-                step,
-                1105,
-                f"genJob.sh {date} failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
 
     job_runs = _list_job_runs(site, date_dir)
     if job_runs is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import task
 
-from steps.batch_jobs import genjob_ok, latest_attempt, step_jobs_file, submit_once
+from steps.batch_jobs import latest_attempt, step_jobs_file, submit_genjob, submit_once
 from steps.file_records import FileSpec, file_records
 from steps.job_states import run_failures
 from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
@@ -136,29 +136,20 @@ def second_jobs(
 
     sub = None
     if submit_job:
-        sub = submit_once(
+        sub = submit_genjob(
             site,
+            step,
             run_key=run_key,
-            step="2_1",
-            purpose="genjob",
             command=f"./genJob.sh {q(date)}",
             cwd=paths.base,
-            timeout=genjob_timeout_minutes * MIN,
             cleanup=f"rm -rf -- {qpath(date_dir)}",
-            succeeded=genjob_ok,
+            timeout=genjob_timeout_minutes * MIN,
             round=round,
+            code=2102,
+            what=f"genJob.sh {date} in BASE",
+            data=data,
+            **base,
         )
-        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
-        if not genjob_ok(sub.detached):
-            d = sub.detached
-            fail(
-                step,
-                2102,
-                f"genJob.sh {date} in BASE failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
 
     jobs = _list_jobs(site, date_dir)
     if jobs is None:
