@@ -13,7 +13,7 @@ is re-attached on a retry, and its cluster ids are recorded for the waits to ask
   (the site's script hard-codes 18); every step passes the round it runs for.
 - ``genjob_ok(detached) -> bool`` — a ``genJob.sh`` finished (exit 0 and its last word DONE).
 - ``submit_genjob(site, step, *, run_key, command, cwd, cleanup, timeout, round, code, what,
-  data, poll=1.0, note_previous=False, **fields) -> Submission`` — a step's ``genJob.sh``
+  data, fields, poll=1.0, note_previous=False) -> Submission`` — a step's ``genJob.sh``
   through ``submit_once`` (key ``{run_key}.{step}.genjob``), failing with ``code`` unless it
   ended with DONE.
 - ``latest_attempt(site, run_key, step, purpose) -> Detached | None`` — newest attempt of
@@ -286,15 +286,16 @@ def submit_genjob(
     code: int,
     what: str,
     data: dict[str, Any],
+    fields: dict[str, Any],
     poll: float = 1.0,
     note_previous: bool = False,
-    **fields: Any,
 ) -> Submission:
     """Run a step's ``genJob.sh`` once per flow run (``submit_once``, purpose ``genjob``).
 
     ``data`` gets the key, the attempt and the cluster ids (and, with ``note_previous``, the
     keys of earlier failed attempts). A generator that did not end with DONE fails with
-    ``code``: "``{what}`` failed (exit n): <its output's tail>"; ``fields`` go into that result.
+    ``code``: "``{what}`` failed (exit n): <its output's tail>"; ``fields`` (date, round) go
+    into that result.
     """
     sub = submit_once(
         site,

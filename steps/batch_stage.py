@@ -184,7 +184,7 @@ def run_stage(
             data=data,
             poll=poll,
             note_previous=True,
-            **base,
+            fields=base,
         )
 
     found = _job_files(site, stage, directory)

@@ -117,7 +117,7 @@ def first_jobs(
             code=1105,
             what=f"genJob.sh {date}",
             data=data,
-            **base,
+            fields=base,
         )
 
     job_runs = _list_job_runs(site, date_dir)

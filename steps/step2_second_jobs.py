@@ -148,7 +148,7 @@ def second_jobs(
             code=2102,
             what=f"genJob.sh {date} in BASE",
             data=data,
-            **base,
+            fields=base,
         )
 
     jobs = _list_jobs(site, date_dir)
