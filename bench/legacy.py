@@ -132,7 +132,7 @@ def legacy_engine() -> Iterator[list[RemoteSite]]:
 
     Yields the sites opened so far; they are closed when the block ends.
     """
-    import steps.common
+    import steps.output_waits
     from steps.session import load_settings
 
     opened: list[RemoteSite] = []
@@ -144,15 +144,15 @@ def legacy_engine() -> Iterator[list[RemoteSite]]:
 
     modules = _modules_using_open_site()
     saved = [(m, m.open_site) for m in modules]
-    saved_tree = steps.common.poll_tree
+    saved_tree = steps.output_waits.poll_tree
     for module in modules:
         module.open_site = open_site
-    steps.common.poll_tree = _legacy_poll_tree  # type: ignore[assignment]
+    steps.output_waits.poll_tree = _legacy_poll_tree  # type: ignore[assignment]
     try:
         yield opened
     finally:
         for module, original in saved:
             module.open_site = original
-        steps.common.poll_tree = saved_tree  # type: ignore[assignment]
+        steps.output_waits.poll_tree = saved_tree  # type: ignore[assignment]
         for site in opened:
             site.close()

@@ -20,7 +20,7 @@ from steps.remote import instrument
 from steps.remote.instrument import RemoteEvent
 
 # Modules whose ``time.sleep`` is a wait for the site (polling loops).
-WAITING_MODULES = ("steps.common", "steps.remote.site")
+WAITING_MODULES = ("steps.batch_jobs", "steps.output_waits", "steps.remote.site")
 
 Interval = tuple[float, float]
 

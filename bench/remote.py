@@ -27,7 +27,7 @@ FILES = ("hist{r}.root", "Interval{r}.png", "cnt{r}.txt", "ist{r}.txt", "job{r}.
 
 
 def _jobs_file(root: str, runs: int) -> str:
-    """The step's recorded cluster ids (one per run), as ``common.step_jobs_file`` holds."""
+    """The step's recorded cluster ids (one per run), as ``steps.batch_jobs.step_jobs_file`` holds."""
     from pathlib import Path
 
     path = Path(root) / f"bench-poll-{runs}.jobs"

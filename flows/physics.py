@@ -16,8 +16,8 @@ from typing import Any
 from prefect.artifacts import MarkdownArtifact
 
 from flows.recording import RunRecord, artifact_key
-from steps.common import step_logger
 from steps.results import StepResult
+from steps.step_log import step_logger
 from store import physics
 
 # The steps whose results carry physics numbers, and what each one carries.

@@ -347,7 +347,7 @@ class Procedure:
         Today's snapshots come from a read-only probe of the site (the one step 7 runs
         first); what earlier runs did to the date comes from the outputs store.
         """
-        from steps.common import DateUnavailable
+        from steps.runs_dates import DateUnavailable
         from steps.session import open_site
         from steps.step7_reset import reset_preview
         from store import date_guard

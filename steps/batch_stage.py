@@ -29,25 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from steps.common import (
-    FileSpec,
-    Submission,
-    check_inputs,
-    fail,
-    fail_incomplete,
-    file_records,
-    missing_job_files,
-    poll_outputs,
-    run_failures,
-    step_jobs_file,
-    step_logger,
-    submit_once,
-    wait_for_outputs,
-)
+from steps.batch_jobs import Submission, step_jobs_file, submit_genjob, submit_once
 from steps.config import SitePaths
-from steps.remote.site import Detached, RemoteSite
+from steps.file_records import FileSpec, file_records
+from steps.job_states import run_failures
+from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
+from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
 from steps.results import StepResult
+from steps.runs_dates import check_inputs
+from steps.step_log import fail, step_logger
+from steps.wait_failures import fail_incomplete, missing_job_files
 
 MIN = 60.0
 # Our codes (steps/errors.py ADDED_CODES): jobs that crashed, and runs genJob.sh made no job
@@ -102,11 +94,6 @@ class JobStage:
     def job_file_re(self) -> re.Pattern[str]:
         head, tail = self.job_file.split("{run}")
         return re.compile(f"^{re.escape(head)}(\\d+){re.escape(tail)}$")
-
-
-def genjob_ok(d: Detached) -> bool:
-    """genJob.sh finished: exit 0 and its last word ``DONE``."""
-    return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
 
 
 def _job_files(site: RemoteSite, stage: JobStage, directory: str) -> dict[int, str]:
@@ -183,32 +170,22 @@ def run_stage(
 
     sub: Submission | None = None
     if submit_job:
-        sub = submit_once(
+        sub = submit_genjob(
             site,
+            step,
             run_key=run_key,
-            step=stage.key_step,
-            purpose="genjob",
             command="./genJob.sh",
             cwd=directory,
-            timeout=timeout,
             cleanup=f"cd {qpath(directory)} && {stage.cleanup}",
-            succeeded=genjob_ok,
-            poll=poll,
+            timeout=timeout,
             round=round,
+            code=stage.genjob_code,
+            what=f"genJob.sh in {directory}",
+            data=data,
+            poll=poll,
+            note_previous=True,
+            fields=base,
         )
-        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
-        if sub.previous:
-            data["genjob_previous_attempts"] = sub.previous
-        if not genjob_ok(sub.detached):
-            d = sub.detached
-            fail(
-                step,
-                stage.genjob_code,
-                f"genJob.sh in {directory} failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
 
     found = _job_files(site, stage, directory)
     job_runs = set(found)
@@ -276,9 +253,8 @@ def run_stage(
         end_markers=ends,
         **batch,
     )
-    complete = sorted(int(r) for r in report.complete)
-    incomplete = sorted(int(r) for r in report.incomplete)
-    fields: dict[str, Any] = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
+    fields = run_fields(report, base)
+    incomplete = fields["runs_incomplete"]
     if incomplete:
         fail_incomplete(
             site,

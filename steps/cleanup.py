@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from steps.common import step_logger
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
 from steps.step8_database import is_submission_key
+from steps.step_log import step_logger
 
 
 def _remove_jobs_script(site: RemoteSite, run_key: str) -> str:

@@ -14,13 +14,13 @@ import re
 from typing import Literal
 
 from steps import errors
-from steps.common import fail, step_logger
 from steps.declare import declare
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, qpath
 from steps.results import Outcome, StepResult
 from steps.session import load_settings
+from steps.step_log import fail, step_logger
 
 STEP = "0"
 DATE_LINE_RE = re.compile(r"^\d{6}$")

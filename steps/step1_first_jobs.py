@@ -16,25 +16,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from steps.common import (
-    FileSpec,
-    check_inputs,
-    fail,
-    fail_incomplete,
-    file_records,
-    merge_and_download,
-    missing_job_files,
-    poll_outputs,
-    run_failures,
-    step_jobs_file,
-    step_logger,
-    submit_once,
-    wait_for_outputs,
-)
+from steps.batch_jobs import step_jobs_file, submit_genjob, submit_once
 from steps.declare import declare
-from steps.remote.site import Detached, RemoteSite
+from steps.file_records import FileSpec, file_records
+from steps.job_states import run_failures
+from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
+from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
+from steps.reports import date_pdf
 from steps.results import StepResult
+from steps.runs_dates import check_inputs
+from steps.step_log import fail, step_logger
+from steps.wait_failures import fail_incomplete, missing_job_files
 
 IST_VALUE = 15000000
 IST_FIELDS = ("interval_From_DB", "interval_before_sorting", "interval_after_sorting")
@@ -67,11 +60,6 @@ def _outputs(site: RemoteSite, run: int) -> list[str]:
         f"Interval_run{run}.png",
         f"Interval_run{run}.txt",
     ]
-
-
-def _genjob_ok(d: Detached) -> bool:
-    """genJob.sh finished: exit 0 and its last word ``DONE`` (its guards exit without it)."""
-    return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
 
 
 def _list_job_runs(site: RemoteSite, date_dir: str) -> dict[int, str] | None:
@@ -114,29 +102,20 @@ def first_jobs(
 
     sub = None
     if submit_job:
-        sub = submit_once(
+        sub = submit_genjob(
             site,
+            step,
             run_key=run_key,
-            step="1_1",
-            purpose="genjob",
             command=f"./genJob.sh {q(date)}",
             cwd=paths.inj,
-            timeout=genjob_timeout_minutes * MIN,
             cleanup=f"rm -rf -- {qpath(date_dir)}",
-            succeeded=_genjob_ok,
+            timeout=genjob_timeout_minutes * MIN,
             round=round,
+            code=1105,
+            what=f"genJob.sh {date}",
+            data=data,
+            fields=base,
         )
-        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
-        if not _genjob_ok(sub.detached):
-            d = sub.detached
-            fail(
-                step,
-                1105,
-                f"genJob.sh {date} failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
 
     job_runs = _list_job_runs(site, date_dir)
     if job_runs is None:
@@ -202,9 +181,8 @@ def first_jobs(
         end_markers=logs,
         **batch,
     )
-    complete = sorted(int(r) for r in report.complete)
-    incomplete = sorted(int(r) for r in report.incomplete)
-    fields = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
+    fields = run_fields(report, base)
+    incomplete = fields["runs_incomplete"]
     if report.anomalies:
         fail(
             step,
@@ -500,22 +478,19 @@ def ist_pdf(
     merge_timeout_minutes: float = 10,
 ) -> StepResult:
     """Step 1.4: merge this date's interval plots into ``mergedd_IST.pdf`` and download it."""
-    step = "1.4"
-    runs = check_inputs(step, site, round, date, run_key)
-    return merge_and_download(
-        step,
+    return date_pdf(
+        "1.4",
         site,
-        directory=site.paths(round).interval_plot,
-        pngs=[(r, f"Interval_run{r}.png") for r in runs],
-        pdf_name="mergedd_IST.pdf",
-        local_name=f"mergedd_IST_{date}.pdf",
-        run_key=run_key,
-        merge_code=1401,
-        download_code=1402,
-        timeout=merge_timeout_minutes * MIN,
         date=date,
         round=round,
-        runs_complete=runs,
+        run_key=run_key,
+        directory=lambda p: p.interval_plot,
+        pngs=lambda r: [f"Interval_run{r}.png"],
+        pdf_name="mergedd_IST.pdf",
+        merge_code=1401,
+        download_code=1402,
+        merge_timeout_minutes=merge_timeout_minutes,
+        runs_when_failed=True,
     )
 
 

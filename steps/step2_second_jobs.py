@@ -14,35 +14,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from steps.common import (
-    FileSpec,
-    check_inputs,
-    fail,
-    fail_incomplete,
-    file_records,
-    latest_attempt,
-    merge_and_download,
-    missing_job_files,
-    poll_outputs,
-    run_failures,
-    step_jobs_file,
-    step_logger,
-    submit_once,
-    wait_for_outputs,
-)
+from steps.batch_jobs import latest_attempt, step_jobs_file, submit_genjob, submit_once
 from steps.declare import declare
-from steps.remote.site import FAILURE_REGEX, Detached, PollReport, RemoteSite
+from steps.file_records import FileSpec, file_records
+from steps.job_states import run_failures
+from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
+from steps.remote.site import FAILURE_REGEX, PollReport, RemoteSite
 from steps.remote.validate import q, qpath
+from steps.reports import date_pdf
 from steps.results import StepResult
+from steps.runs_dates import check_inputs
+from steps.step_log import fail, step_logger
+from steps.wait_failures import fail_incomplete, missing_job_files
 
 MIN = 60.0
 JOB_PATH_RE = re.compile(r"^\./(\d+)/rec(\d+)_(\d+)$")
 
 Jobs = dict[int, list[int]]  # run -> job ids
-
-
-def _genjob_ok(d: Detached) -> bool:
-    return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
 
 
 def _job(run: int, job_id: int) -> str:
@@ -146,29 +134,20 @@ def second_jobs(
 
     sub = None
     if submit_job:
-        sub = submit_once(
+        sub = submit_genjob(
             site,
+            step,
             run_key=run_key,
-            step="2_1",
-            purpose="genjob",
             command=f"./genJob.sh {q(date)}",
             cwd=paths.base,
-            timeout=genjob_timeout_minutes * MIN,
             cleanup=f"rm -rf -- {qpath(date_dir)}",
-            succeeded=_genjob_ok,
+            timeout=genjob_timeout_minutes * MIN,
             round=round,
+            code=2102,
+            what=f"genJob.sh {date} in BASE",
+            data=data,
+            fields=base,
         )
-        data.update(genjob_key=sub.key, genjob_attempt=sub.attempt, job_ids=sub.job_ids)
-        if not _genjob_ok(sub.detached):
-            d = sub.detached
-            fail(
-                step,
-                2102,
-                f"genJob.sh {date} in BASE failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
 
     jobs = _list_jobs(site, date_dir)
     if jobs is None:
@@ -236,9 +215,8 @@ def second_jobs(
         tree=True,
         **batch,
     )
-    complete = sorted(int(r) for r in report.complete)
-    incomplete = sorted(int(r) for r in report.incomplete)
-    fields = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
+    fields = run_fields(report, base)
+    incomplete = fields["runs_incomplete"]
     if incomplete:
         fail_incomplete(
             site,
@@ -477,9 +455,8 @@ def wait_check_pngs(
         poll_seconds=poll_seconds,
         stop_when_only_failed=False,
     )
-    complete = sorted(int(r) for r in report.complete)
-    incomplete = sorted(int(r) for r in report.incomplete)
-    fields = {**base, "runs_complete": complete, "runs_incomplete": incomplete}
+    fields = run_fields(report, base)
+    incomplete = fields["runs_incomplete"]
     if incomplete:
         fail(
             step,
@@ -510,22 +487,19 @@ def hist_pdf(
     merge_timeout_minutes: float = 10,
 ) -> StepResult:
     """Step 2.5: merge this date's check PNGs into ``mergedd_Hist.pdf`` and download it."""
-    step = "2.5"
-    runs = check_inputs(step, site, round, date, run_key)
-    return merge_and_download(
-        step,
+    return date_pdf(
+        "2.5",
         site,
-        directory=site.paths(round).hist,
-        pngs=[(r, f"check{r}.png") for r in runs],
-        pdf_name="mergedd_Hist.pdf",
-        local_name=f"mergedd_Hist_{date}.pdf",
-        run_key=run_key,
-        merge_code=2501,
-        download_code=2503,
-        timeout=merge_timeout_minutes * MIN,
         date=date,
         round=round,
-        runs_complete=runs,
+        run_key=run_key,
+        directory=lambda p: p.hist,
+        pngs=lambda r: [f"check{r}.png"],
+        pdf_name="mergedd_Hist.pdf",
+        merge_code=2501,
+        download_code=2503,
+        merge_timeout_minutes=merge_timeout_minutes,
+        runs_when_failed=True,
     )
 
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from steps.batch_jobs import submit_once
 from steps.batch_stage import JobStage, run_stage
-from steps.common import FileSpec, check_inputs, fail, file_records, step_logger, submit_once
 from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
 from steps.declare import declare
+from steps.file_records import FileSpec, file_records
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
 from steps.results import StepResult
+from steps.runs_dates import check_inputs
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 

@@ -17,19 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from steps.batch_stage import JobStage, run_stage
-from steps.common import (
-    FileSpec,
-    check_inputs,
-    download_path,
-    download_pdf,
-    fail,
-    file_records,
-    merge_png_sets,
-)
 from steps.declare import declare
+from steps.file_records import FileSpec, file_records
 from steps.remote.errors import DownloadError
 from steps.remote.site import RemoteSite
+from steps.reports import download_path, download_pdf, merge_png_sets
 from steps.results import FileRecord, StepResult
+from steps.runs_dates import check_inputs
+from steps.step_log import fail
 
 FAMILIES = ("cut_detail", "after_cut", "before_cut", "check")
 NO_PDF_CODE = 4002  # STEP4_2_SUCCESS_NO_PDF: normal for non-topup data

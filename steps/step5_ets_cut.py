@@ -26,21 +26,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from steps.batch_jobs import submit_once
 from steps.batch_stage import JobStage, run_stage
-from steps.common import (
-    FileSpec,
-    check_inputs,
-    fail,
-    file_records,
-    merge_and_download,
-    step_logger,
-    submit_once,
-)
 from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
 from steps.declare import declare
+from steps.file_records import FileSpec, file_records
 from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
+from steps.reports import date_pdf
 from steps.results import StepResult
+from steps.runs_dates import check_inputs
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 
@@ -368,25 +364,19 @@ def merge_ets_raw(
     merge_timeout_minutes: float = 10,
 ) -> StepResult:
     """Step 5.4: ``mergedd_ETS_raw.pdf`` from this date's cut/total plots, downloaded."""
-    step = "5.4"
-    runs = check_inputs(step, site, round, date, run_key)
-    pngs = [(r, name) for r in runs for name in (f"run{r}_cut.png", f"run{r}_total.png")]
-    result = merge_and_download(
-        step,
+    return date_pdf(
+        "5.4",
         site,
-        directory=site.paths(round).ets_cut,
-        pngs=pngs,
-        pdf_name="mergedd_ETS_raw.pdf",
-        local_name=f"mergedd_ETS_raw_{date}.pdf",
-        run_key=run_key,
-        merge_code=5401,
-        download_code=5403,
-        timeout=merge_timeout_minutes * MIN,
         date=date,
         round=round,
+        run_key=run_key,
+        directory=lambda p: p.ets_cut,
+        pngs=lambda r: [f"run{r}_cut.png", f"run{r}_total.png"],
+        pdf_name="mergedd_ETS_raw.pdf",
+        merge_code=5401,
+        download_code=5403,
+        merge_timeout_minutes=merge_timeout_minutes,
     )
-    result.runs_complete = runs
-    return result
 
 
 # --------------------------------------------------------------------------- tasks

@@ -13,12 +13,10 @@ Not reproduced: the endless interactive genJob, the resubmission of everything o
 from __future__ import annotations
 
 from steps.batch_stage import JobStage, run_stage
-from steps.common import check_inputs, merge_and_download
 from steps.declare import declare
 from steps.remote.site import RemoteSite
+from steps.reports import date_pdf
 from steps.results import StepResult
-
-MIN = 60.0
 
 CHECK_ETS_CUT = JobStage(
     step="6.1",
@@ -68,24 +66,19 @@ def merge_ets_checkall(
     merge_timeout_minutes: float = 10,
 ) -> StepResult:
     """Step 6.2: ``mergedd_ETS_checkall.pdf`` from this date's check plots, downloaded."""
-    step = "6.2"
-    runs = check_inputs(step, site, round, date, run_key)
-    result = merge_and_download(
-        step,
+    return date_pdf(
+        "6.2",
         site,
-        directory=site.paths(round).check_ets_cut,
-        pngs=[(r, f"run{r}.png") for r in runs],
-        pdf_name="mergedd_ETS_checkall.pdf",
-        local_name=f"mergedd_ETS_checkall_{date}.pdf",
-        run_key=run_key,
-        merge_code=6200,
-        download_code=6203,
-        timeout=merge_timeout_minutes * MIN,
         date=date,
         round=round,
+        run_key=run_key,
+        directory=lambda p: p.check_ets_cut,
+        pngs=lambda r: [f"run{r}.png"],
+        pdf_name="mergedd_ETS_checkall.pdf",
+        merge_code=6200,
+        download_code=6203,
+        merge_timeout_minutes=merge_timeout_minutes,
     )
-    result.runs_complete = runs
-    return result
 
 
 # --------------------------------------------------------------------------- tasks

@@ -17,19 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from steps.common import (
-    check_inputs,
-    date_runs,
-    detached_key,
-    fail,
-    step_logger,
-    submit_once,
-)
+from steps.batch_jobs import detached_key, submit_once
 from steps.config import SitePaths
 from steps.declare import declare
 from steps.remote.site import RemoteSite
 from steps.remote.validate import file_name, q, qpath
 from steps.results import StepResult
+from steps.runs_dates import check_inputs, date_runs
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 APPROVAL_CODE = 20  # INVALID_PARAMETER (manual): no approver given

@@ -23,13 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from steps.common import detached_key, fail, step_logger
+from steps.batch_jobs import detached_key
 from steps.config import SitePaths
 from steps.declare import declare
 from steps.remote import validate
 from steps.remote.site import Detached, RemoteSite
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import StepResult
+from steps.step_log import fail, step_logger
 
 MIN = 60.0
 RUN_TOKEN_RE = re.compile(r"^\d{5,}$")

@@ -32,12 +32,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from steps.common import fail, step_logger
 from steps.declare import declare
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue, q, qpath
 from steps.results import StepResult
+from steps.step_log import fail, step_logger
 
 STEP = "8.exclude"
 INVALID_PARAMETER_CODE = 20  # INVALID_PARAMETER (manual): bad runs / round / tag

@@ -199,7 +199,7 @@ class PollPlan:
 def batch_script(jobs_file: str, batch_query: str = "hep_q") -> str:
     """Bash printing ``BATCH\\0<ids>\\0<rc>\\0<our hep_q lines>\\0`` for the poll scripts.
 
-    ``jobs_file`` holds cluster ids, one per line (``common.record_detached_jobs``); no file
+    ``jobs_file`` holds cluster ids, one per line (``steps.batch_jobs.record_detached_jobs``); no file
     or no id prints rc ``-`` (nothing to ask). ``batch_query`` is the command (``hep_q``),
     called as ``<cmd> -u <login user>``; only the lines of our clusters are kept.
     """

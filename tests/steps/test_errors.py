@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from steps import errors
-from steps.common import fail
 from steps.results import ErrorInfo, Outcome, StepError
+from steps.step_log import fail
 
 SPEC = Path("/work/shared/spec/steps-7-8.md")
 

@@ -23,8 +23,8 @@ import pytest
 
 from sim import users
 from sim.layout import DateSpec, default_layout
-from steps.common import apply_job_states, run_failures
 from steps.config import SiteSettings
+from steps.job_states import apply_job_states, run_failures
 from steps.remote.polling import BatchJob, BatchQuery, PollReport
 from steps.remote.site import RemoteSite
 from steps.results import StepError, StepResult

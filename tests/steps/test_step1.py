@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from sim.sshd import SshPair
-from steps.common import merge_pngs
 from steps.config import SiteSettings
 from steps.remote.errors import RemoteError
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue
+from steps.reports import merge_pngs
 from steps.results import Outcome, StepError, StepResult
 from steps.step1_first_jobs import first_jobs, ist_check, ist_pdf, move_outputs
 from tests.steps import (

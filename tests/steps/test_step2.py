@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from steps.common import poll_tree, run_failures
 from steps.config import SiteSettings
+from steps.job_states import run_failures
+from steps.output_waits import poll_tree
 from steps.remote.site import RemoteSite
 from steps.remote.validate import InvalidValue
 from steps.results import Outcome, StepError, StepResult
