@@ -102,6 +102,7 @@ def test_every_control_route_needs_a_token(offline_chaos_facade: Served) -> None
         "execution_id": "100001",
         "workflow_name": "topup-standard",
         "filename": "run/x.pdf",
+        "round": "round18",
     }
     assert len(http) >= 20 and ws, (http, ws)  # the discovery really found the API
     refused: list[str] = []

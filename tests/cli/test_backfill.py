@@ -93,7 +93,7 @@ def test_backfill_runs_each_date_after_the_other(
 
     # The CLI showed each date's run and the backfill's end.
     for date in DATES:
-        assert re.search(rf"^  {ROUND}-{date}: Completed$", res.output, re.M), res.output
+        assert re.search(rf"^  {ROUND}-{date}-\S+: Completed$", res.output, re.M), res.output
     assert "240623" not in res.output  # not asked for
     assert re.search(r"^backfill \S+: Completed$", res.output, re.M), res.output
     assert res.output.index(f"{ROUND}-{DATES[0]}") < res.output.index(f"{ROUND}-{DATES[1]}")
