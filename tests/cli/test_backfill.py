@@ -93,7 +93,8 @@ def test_backfill_runs_each_date_after_the_other(
 
     # The CLI showed each date's run and the backfill's end.
     for date in DATES:
-        assert re.search(rf"^  {ROUND}-{date}-\S+: Completed$", res.output, re.M), res.output
+        name = f"{ROUND}-{date}-topup-standard-steps-1.0.2"
+        assert re.search(rf"^  {name}: Completed$", res.output, re.M), res.output
     assert "240623" not in res.output  # not asked for
     assert re.search(r"^backfill \S+: Completed$", res.output, re.M), res.output
     assert res.output.index(f"{ROUND}-{DATES[0]}") < res.output.index(f"{ROUND}-{DATES[1]}")
@@ -112,7 +113,7 @@ def test_backfill_runs_each_date_after_the_other(
     assert flows == {"topup-standard"}
     children.sort(key=lambda r: r.start_time)  # type: ignore[arg-type, return-value]
     assert [c.parameters["date"] for c in children] == DATES
-    assert [c.name for c in children] == [f"{ROUND}-{d}" for d in DATES]
+    assert [c.name for c in children] == [f"{ROUND}-{d}-topup-standard-steps-1.0.2" for d in DATES]
     assert all(c.state_name == "Completed" for c in children), [c.state for c in children]
     assert all(c.parameters["workflow"] == "topup-standard-steps" for c in children)
     first, second = children
