@@ -51,6 +51,11 @@ TokenOpt = Annotated[
     ),
 ]
 
+WatchOpt = Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")]
+PromptOpt = Annotated[
+    bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
+]
+FollowTimeoutOpt = Annotated[float, typer.Option(help="Stop following after this many seconds")]
 TimingsOpt = Annotated[
     bool,
     typer.Option(

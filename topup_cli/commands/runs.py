@@ -12,9 +12,12 @@ from topup_cli.api import Target, find_run, start_run
 from topup_cli.commands.common import (
     ApiOpt,
     DataDirOpt,
+    FollowTimeoutOpt,
+    PromptOpt,
     TimingsOpt,
     TokenOpt,
     UserOpt,
+    WatchOpt,
     api_errors,
     console,
     exit_for,
@@ -48,11 +51,9 @@ def run(
     poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
     max_wait_minutes: Annotated[float | None, typer.Option(help="Batch wait limit")] = None,
     start_at_step: Annotated[str | None, typer.Option(help="e.g. step3_1")] = None,
-    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")] = True,
-    prompt: Annotated[
-        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
-    ] = True,
-    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    watch: WatchOpt = True,
+    prompt: PromptOpt = True,
+    timeout: FollowTimeoutOpt = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
@@ -119,10 +120,8 @@ def _start_and_follow(
 
 def attach(
     flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
-    prompt: Annotated[
-        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
-    ] = True,
-    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    prompt: PromptOpt = True,
+    timeout: FollowTimeoutOpt = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
 ) -> None:
@@ -152,11 +151,9 @@ def attach(
 
 def retry(
     flow_run: Annotated[str, typer.Argument(help="Flow-run id or name")],
-    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")] = True,
-    prompt: Annotated[
-        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
-    ] = True,
-    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    watch: WatchOpt = True,
+    prompt: PromptOpt = True,
+    timeout: FollowTimeoutOpt = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
@@ -209,11 +206,9 @@ def submit(
         ),
     ] = False,
     approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
-    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the run")] = True,
-    prompt: Annotated[
-        bool, typer.Option("--prompt/--no-prompt", help="Answer pauses here (else in the UI)")
-    ] = True,
-    timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 86400,
+    watch: WatchOpt = True,
+    prompt: PromptOpt = True,
+    timeout: FollowTimeoutOpt = 86400,
     data_dir: DataDirOpt = None,
     api_url: ApiOpt = None,
     user: UserOpt = None,
