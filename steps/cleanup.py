@@ -17,7 +17,7 @@ from typing import Any
 from steps.remote import validate
 from steps.remote.site import RemoteSite
 from steps.remote.validate import qpath
-from steps.step8_database import is_submission_key
+from steps.step8_parts import is_submission_key
 from steps.step_log import step_logger
 
 

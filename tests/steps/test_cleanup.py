@@ -75,7 +75,7 @@ def test_cancel_validates_the_run_key(site: RemoteSite) -> None:
 
 def test_cancel_never_kills_a_running_database_submission(site: RemoteSite, sim: Any) -> None:
     """A real submission (``-sub_switch 1``) is waited for, reported, and left whole."""
-    from steps.step8_database import submission_key
+    from steps.step8_parts import submission_key
 
     d = sim.stage_dir("search_peak")
     key = submission_key("rkd", "8.1", 85420, 85422)
@@ -95,7 +95,7 @@ def test_cancel_never_kills_a_running_database_submission(site: RemoteSite, sim:
 def test_cancel_reports_a_submission_still_running_after_the_wait(
     site: RemoteSite, sim: Any
 ) -> None:
-    from steps.step8_database import submission_key
+    from steps.step8_parts import submission_key
 
     d = sim.stage_dir("search_peak")
     key = submission_key("rke", "8.2", 85420, 85422)

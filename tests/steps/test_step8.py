@@ -19,13 +19,9 @@ from steps.config import SiteSettings
 from steps.remote.errors import RemoteTimeout
 from steps.remote.site import RemoteSite
 from steps.results import Outcome, StepError
-from steps.step8_database import (
-    ccompare_check,
-    database_range,
-    prepare_part,
-    run_range,
-    submit_part,
-)
+from steps.step8_database import prepare_part, submit_part
+from steps.step8_parts import ccompare_check
+from steps.step8_range import database_range, run_range
 from tests.steps import ROUND, commands, open_remote
 
 # The pristine simulated round: interval.txt holds the runs of the processed date 250101.
