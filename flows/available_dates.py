@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.states import Cancelled
 
 from flows import recording, transcript
 from flows.definitions import StepDefinition, load
 from flows.logs import attach_topup_loggers
-from flows.naming import flow_run_name_of_context
 from flows.operator import OperatorAbort
 from flows.policy import task_options
 from flows.procedure import Outcome, Procedure, RunOptions, check_tasks
 from flows.recording import RunRecord, artifact_key
 from flows.registry import step_task
+from flows.topup_flow import topup_flow
 from flows.topup_standard import checked_parameters, current_run_id, flow_defaults
 from steps.results import StepResult
 from store import dates as date_store
@@ -97,12 +96,8 @@ class DatesProcedure(Procedure):
         return self.step0.message if self.step0 else "step 0 not run (start_at_step)"
 
 
-def run_name() -> str:
-    """``round18-available-dates-1.0.0`` (or the legacy definition's name and version)."""
-    return flow_run_name_of_context(FLOW_NAME)
-
-
-@flow(name=FLOW_NAME, flow_run_name=run_name, persist_result=True)
+# run name: round18-available-dates-1.0.0 (or the legacy definition's name and version)
+@topup_flow(FLOW_NAME)
 def available_dates(
     round: str = "round18",
     site: str = "default",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_client, tags
+from prefect import get_client, tags
 from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, State
@@ -23,9 +23,10 @@ from flows.available_dates import list_dates
 from flows.definitions import load
 from flows.hooks import cleanup_children
 from flows.logs import attach_topup_loggers
-from flows.naming import date_span, flow_run_name, flow_run_name_of_context
+from flows.naming import date_span, flow_run_name
 from flows.recording import RunRecord
 from flows.submit_constants import submit_constants
+from flows.topup_flow import topup_flow
 from flows.topup_standard import current_run_id, topup_standard
 from store import dates as date_store
 
@@ -52,11 +53,6 @@ def choose_dates(
     return dates[:max_dates] if max_dates else dates
 
 
-def run_name() -> str:
-    """``round18-backfill`` (``-<first>-<last>`` when dates are given; renamed once chosen)."""
-    return flow_run_name_of_context(FLOW_NAME)
-
-
 def rename(run_key: str, p: dict[str, Any], dates: list[str]) -> None:
     """Name the run by the dates it will process, once step 0 chose them."""
     if not dates:
@@ -74,13 +70,8 @@ def aborted(state: State[Any]) -> bool:
     return state.is_cancelled() and (state.message or "").startswith("aborted by")
 
 
-@flow(
-    name=FLOW_NAME,
-    flow_run_name=run_name,
-    persist_result=True,
-    on_cancellation=[cleanup_children],
-    on_crashed=[cleanup_children],
-)
+# run name: round18-backfill (-<first>-<last> when dates are given; renamed once chosen)
+@topup_flow(FLOW_NAME, on_stop=cleanup_children)
 def backfill(
     round: str = "round18",
     site: str = "default",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Completed
 
@@ -22,29 +21,19 @@ from flows import recording, transcript
 from flows.definitions import load
 from flows.hooks import cleanup_remote
 from flows.logs import attach_topup_loggers
-from flows.naming import flow_run_name_of_context
 from flows.operator import OperatorAbort
 from flows.procedure import Outcome, Procedure, RunOptions, check_tasks
 from flows.recording import RunRecord
 from flows.round_slot import round_slot
+from flows.topup_flow import topup_flow
 from flows.topup_standard import current_run_id
 from store import ledger
 
 FLOW_NAME = "submit-constants"
 
 
-def run_name() -> str:
-    """``round18-submit-constants`` (with the run range when one is given)."""
-    return flow_run_name_of_context(FLOW_NAME)
-
-
-@flow(
-    name=FLOW_NAME,
-    flow_run_name=run_name,
-    persist_result=True,
-    on_cancellation=[cleanup_remote],
-    on_crashed=[cleanup_remote],
-)
+# run name: round18-submit-constants (with the run range when one is given)
+@topup_flow(FLOW_NAME, on_stop=cleanup_remote)
 def submit_constants(
     round: str = "round18",
     site: str = "default",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Completed, Failed
@@ -26,11 +25,11 @@ from flows import recording, transcript
 from flows.definitions import WorkflowDefinition, load
 from flows.hooks import cleanup_remote
 from flows.logs import attach_topup_loggers
-from flows.naming import flow_run_name_of_context
 from flows.operator import OperatorAbort
 from flows.procedure import Procedure, RunOptions, check_tasks
 from flows.recording import RunRecord
 from flows.round_slot import round_slot
+from flows.topup_flow import topup_flow
 from flows.verification import verify_date
 from steps.cleanup import cancel_run
 from steps.session import open_site
@@ -79,18 +78,8 @@ def checked_parameters(
     )
 
 
-def run_name() -> str:
-    """``round18-250624-topup-standard-1.2.0``: what the run is, from its parameters."""
-    return flow_run_name_of_context(FLOW_NAME)
-
-
-@flow(
-    name=FLOW_NAME,
-    flow_run_name=run_name,
-    persist_result=True,
-    on_cancellation=[cleanup_remote],
-    on_crashed=[cleanup_remote],
-)
+# run name: round18-250624-topup-standard-1.2.0, what the run is, from its parameters
+@topup_flow(FLOW_NAME, on_stop=cleanup_remote)
 def topup_standard(
     date: str,
     round: str = "round18",
