@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
@@ -26,6 +26,11 @@ POLL_ENV = "TOPUP_PAUSE_POLL_SECONDS"  # how often a paused flow checks for its 
 
 Answer = TypeVar("Answer", bound=RunInput)
 
+# The fields the forms share: who answers, their remarks, lists of runs ("85383, 85390").
+Name = Annotated[str, Field(max_length=64)]
+Note = Annotated[str, Field(max_length=2000)]
+RunList = Annotated[str, Field(max_length=2000, pattern=r"^[\d, ]*$")]
+
 
 class OperatorDecision(RunInput):
     """A step failed with an error that needs a human."""
@@ -33,8 +38,8 @@ class OperatorDecision(RunInput):
     action: Literal["continue", "retry", "abort"] = Field(
         description="continue: accept and go on; retry: run the step again; abort: stop the run"
     )
-    name: str = Field("", max_length=64, description="Who decides")
-    note: str = Field("", max_length=2000, description="Why (recorded with the run)")
+    name: Name = Field("", description="Who decides")
+    note: Note = Field("", description="Why (recorded with the run)")
 
 
 class ApprovalDecision(RunInput):
@@ -43,16 +48,16 @@ class ApprovalDecision(RunInput):
     decision: Literal["approve", "skip", "abort"] = Field(
         description="approve: run it; skip: go on without it; abort: stop the run"
     )
-    name: str = Field(min_length=1, max_length=64, description="Who approves (recorded)")
-    note: str = Field("", max_length=2000, description="Remarks (recorded)")
+    name: Name = Field(min_length=1, description="Who approves (recorded)")
+    note: Note = Field("", description="Remarks (recorded)")
 
 
 class ReviewDecision(RunInput):
     """A review point after a step (``pause_after`` in the definition)."""
 
     action: Literal["continue", "abort"] = Field(description="continue or stop the run")
-    name: str = Field("", max_length=64, description="Who reviewed")
-    note: str = Field("", max_length=2000, description="Remarks (recorded)")
+    name: Name = Field("", description="Who reviewed")
+    note: Note = Field("", description="Remarks (recorded)")
 
 
 class GateDecision(RunInput):
@@ -64,14 +69,11 @@ class GateDecision(RunInput):
             "recheck: check again (after fixing the cause); abort: stop the run"
         )
     )
-    exclude_runs: str = Field(
-        "",
-        max_length=2000,
-        pattern=r"^[\d, ]*$",
-        description="Runs to exclude from the round's constants, comma-separated (recorded)",
+    exclude_runs: RunList = Field(
+        "", description="Runs to exclude from the round's constants, comma-separated (recorded)"
     )
-    name: str = Field(min_length=1, max_length=64, description="Who decides (recorded)")
-    note: str = Field("", max_length=2000, description="Why (recorded)")
+    name: Name = Field(min_length=1, description="Who decides (recorded)")
+    note: Note = Field("", description="Why (recorded)")
 
 
 class IstDecision(RunInput):
@@ -80,20 +82,14 @@ class IstDecision(RunInput):
     action: Literal["decide", "retry", "abort"] = Field(
         description="decide: apply the two lists below; retry: read the values again; abort"
     )
-    register_runs: str = Field(
-        "",
-        max_length=2000,
-        pattern=r"^[\d, ]*$",
-        description="Runs to register in interval.txt anyway (15000000), comma-separated",
+    register_runs: RunList = Field(
+        "", description="Runs to register in interval.txt anyway (15000000), comma-separated"
     )
-    exclude_runs: str = Field(
-        "",
-        max_length=2000,
-        pattern=r"^[\d, ]*$",
-        description="Runs to exclude from the round's constants, comma-separated",
+    exclude_runs: RunList = Field(
+        "", description="Runs to exclude from the round's constants, comma-separated"
     )
-    name: str = Field(min_length=1, max_length=64, description="Who decides (recorded)")
-    note: str = Field("", max_length=2000, description="Why (recorded)")
+    name: Name = Field(min_length=1, description="Who decides (recorded)")
+    note: Note = Field("", description="Why (recorded)")
 
 
 class RetryDecision(RunInput):
@@ -103,8 +99,8 @@ class RetryDecision(RunInput):
     action: Literal["retry", "abort"] = Field(
         description="retry: run the step again (after fixing the cause); abort: stop the run"
     )
-    name: str = Field("", max_length=64, description="Who decides")
-    note: str = Field("", max_length=2000, description="Why (recorded)")
+    name: Name = Field("", description="Who decides")
+    note: Note = Field("", description="Why (recorded)")
 
 
 class OutageDecision(RunInput):
@@ -113,8 +109,8 @@ class OutageDecision(RunInput):
     action: Literal["retry", "abort"] = Field(
         description="retry: try again (re-attaches to what already runs); abort: stop the run"
     )
-    name: str = Field("", max_length=64, description="Who decides")
-    note: str = Field("", max_length=2000, description="Remarks (recorded)")
+    name: Name = Field("", description="Who decides")
+    note: Note = Field("", description="Remarks (recorded)")
 
 
 def run_list(text: str) -> list[int]:

@@ -5,47 +5,36 @@ For each step: call its task with the definition's retries/timeout, record what 
 a ``manual`` error, an approval before reset / database submission (unless pre-approved), a
 review point after a step (``pause_after``). Step 8 expands into its run range, then per
 part a dry run, the approval and the real submission.
+
+The questions themselves live beside it: ``flows/decisions.py`` (the shape every decision
+has), ``flows/failure_decisions.py`` (manual errors), ``flows/ist_anomaly.py``,
+``flows/date_gate.py`` (before the reset) and ``flows/approvals.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from prefect.logging import get_run_logger
 
-from flows import recording
+from flows import approvals, recording
+from flows.approvals import APPROVAL_TEXT, overwrite_notice
+from flows.date_gate import gate
+from flows.decisions import Decisions
 from flows.definitions import DefinitionError, StepDefinition, WorkflowDefinition
-from flows.naming import waiting_for
-from flows.operator import (
-    Answer,
-    ApprovalDecision,
-    GateDecision,
-    IstDecision,
-    OperatorAbort,
-    OperatorDecision,
-    OutageDecision,
-    RetryDecision,
-    ReviewDecision,
-    ask,
-    pause_key,
-    run_list,
-    who,
-)
+from flows.failure_decisions import manual
+from flows.ist_anomaly import is_ist_anomaly, ist_decision
+from flows.operator import Answer, OutageDecision, ReviewDecision, pause_key
 from flows.policy import Reaction, reaction, task_options
 from flows.recording import RunRecord
 from flows.registry import step_task
-from flows.verification import Verification, verify_date
-from steps.errors import REQUIRED_DOWNLOAD_CODES
+from flows.run_options import RunOptions
 from steps.remote.errors import RemoteError
 from steps.results import StepError, StepResult
 
-# Errors with nothing to go on from: a required report is missing (the gate would stop at it
-# anyway), the date has no raw data (code 70), or an input is invalid (20, 21, 22).
-NO_CONTINUE_CODES = frozenset(REQUIRED_DOWNLOAD_CODES) | {20, 21, 22, 70}
-IST_TASK, IST_ANOMALY_CODE = "step1_3", 1302
+__all__ = ["Outcome", "Procedure", "RunOptions", "StepFailed", "check_tasks"]
 
 
 class StepFailed(Exception):
@@ -57,27 +46,6 @@ class Outcome(StrEnum):
     WARNED = "warning"  # failed with a continue code, or an operator chose to go on
     SKIPPED = "skipped"
     EXITED = "exit"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The flow parameters the steps see (already validated against the definition)."""
-
-    date: str | None
-    round: str
-    site: str
-    run_key: str
-    max_wait_minutes: float | None = None
-    poll_seconds: float | None = None
-    submit_job: bool = True
-    check_ist: bool = True
-    approve_reset: bool = False
-    approve_db_submit: bool = False
-    approved_by: str | None = None
-    operator_timeout_hours: float = 24.0
-    # step 8 only: a part of interval.txt's range (default: the whole file)
-    run_from: int | None = None
-    run_to: int | None = None
 
 
 def _accepted(task_name: str) -> set[str]:
@@ -109,6 +77,7 @@ class Procedure:
         self.rec = rec
         self.log = get_run_logger()
         self.outcomes: dict[str, Outcome] = {}
+        self.decisions = Decisions(rec, definition.steps, options.operator_timeout_hours, self.log)
 
     # ------------------------------------------------------------------ the run
     def run(self, start_at_step: str | None = None) -> dict[str, Any]:
@@ -140,12 +109,13 @@ class Procedure:
             return self.database(step)
         by: str | None = None
         if step.approval is not None:
-            clean = self.gate(step) if step.approval == "reset" else True
+            reset = step.approval == "reset"
+            clean = gate(self.decisions, self.definition, self.o, step) if reset else True
             by = self.approval(
                 step,
                 key=pause_key(step.id, "approve"),
-                what=_APPROVAL_TEXT[step.approval],
-                details=self.overwrite_notice() if step.approval == "reset" else "",
+                what=APPROVAL_TEXT[step.approval],
+                details=overwrite_notice(self.o) if reset else "",
                 pre_ok=clean,
             )
             if by is None:
@@ -153,6 +123,17 @@ class Procedure:
                 return Outcome.SKIPPED
         outcome, _ = self.call(step, step.tasks[0], {"approved_by": by} if by else {})
         return outcome
+
+    def review(self, step: StepDefinition) -> None:
+        """The review point after a step (``pause_after``): continue or abort."""
+        self.decisions.decide(
+            ReviewDecision,
+            step,
+            kind="review",
+            key=pause_key(step.id, "review"),
+            description=f"## Review after step {step.label}: {step.title}\n"
+            + self.decisions.reports(),
+        ).stop_if_aborted(f"at the review after step {step.label}")
 
     # ------------------------------------------------------------------ one task
     def kwargs(self, step: StepDefinition, task_name: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -198,13 +179,12 @@ class Procedure:
                     return Outcome.EXITED, None
                 if react == Reaction.FAIL:
                     raise StepFailed(f"step {step.label} ({task_name}) failed: {exc}") from exc
-                info = exc.result.error
-                if task_name == IST_TASK and info is not None and info.code == IST_ANOMALY_CODE:
-                    choice = self.ist_decision(step, exc, attempt)
+                if is_ist_anomaly(task_name, exc):
+                    choice = ist_decision(self.decisions, self.o, step, exc, attempt)
                     if choice is not None:
                         overrides = choice
                     continue
-                answer = self.manual(step, task_name, exc, attempt)
+                answer = manual(self.decisions, step, task_name, exc, attempt)
                 if answer == "retry":
                     continue
                 if step.continue_with and not overrides:
@@ -233,337 +213,18 @@ class Procedure:
                 ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
             )
 
-    # ----------------------------------------------------------------- humans
-    def manual(self, step: StepDefinition, task_name: str, exc: StepError, attempt: int) -> str:
-        """Pause for an operator's decision on a manual error; returns continue or retry."""
-        info = exc.result.error
-        code = f"{info.code} {info.name}" if info else "?"
-        self.log.warning("step %s needs an operator: [%s] %s", step.label, code, exc.result.message)
-        # a required report that did not download, a date without raw data or a bad input
-        # cannot be accepted and passed over: only retry (after fixing the cause) or abort
-        required = info is not None and info.code in NO_CONTINUE_CODES
-        description = (
-            f"## Step {exc.result.step or step.label} ({task_name}) needs a decision\n\n"
-            f"**[{code}]** {exc.result.message}\n\n"
-            + _facts(exc.result)
-            + (
-                ""
-                if required
-                else "\n\n- **continue**: accept and go on"
-                + (
-                    f" (the step runs again with {step.continue_with})"
-                    if step.continue_with
-                    else ""
-                )
-            )
-            + "\n- **retry**: run the step again (after fixing the cause)"
-            + "\n- **abort**: stop this run (it ends Cancelled)\n"
-        )
-        model: type[OperatorDecision] | type[RetryDecision] = (
-            RetryDecision if required else OperatorDecision
-        )
-        answer = self._ask(
-            model, key=pause_key(task_name, "manual", attempt), description=description
-        )
-        by = who(answer.name)
-        recording.record_decision(
-            self.rec,
-            step,
-            kind="manual",
-            decision=answer.action,
-            decided_by=by,
-            note=answer.note,
-            task_name=task_name,
-            error_code=info.code if info else None,
-        )
-        self.log.info("operator %s chose %s for step %s", by, answer.action, step.label)
-        if answer.action == "abort":
-            raise OperatorAbort(
-                f"aborted by {by} at step {step.label} ({task_name}) after [{code}]"
-                + (f": {answer.note}" if answer.note else "")
-            )
-        return answer.action
-
+    # ------------------------------------------------ questions step 8 asks as well
     def _ask(self, model: type[Answer], *, key: str, description: str) -> Answer:
-        """Pause for ``model``'s answer once every artifact so far is visible beside the form."""
-        recording.flush(self.rec)
-        return ask(
-            model,
-            key=key,
-            description=description,
-            timeout_hours=self.o.operator_timeout_hours,
-            waits_for=waiting_for(key, self.definition.steps),
-        )
+        """Pause for ``model``'s answer (``Decisions.ask``)."""
+        return self.decisions.ask(model, key=key, description=description)
 
     def approval(
         self, step: StepDefinition, *, key: str, what: str, details: str = "", pre_ok: bool = True
     ) -> str | None:
-        """Who approved ``step`` (pre-approval parameter or operator); None when skipped.
-
-        A pre-approval covers only the normal case (``pre_ok``): after a gate that needed a
-        person, or anything unusual the caller found, the operator is asked all the same.
-        """
-        pre = self.o.approve_reset if step.approval == "reset" else self.o.approve_db_submit
-        if pre and not pre_ok:
-            self.log.warning("step %s: the pre-approval does not cover this case", step.label)
-        if pre and pre_ok:
-            if details:  # pre-approved: what it overwrites is said before it happens
-                plain = " ".join(details.replace("**", "").replace("`", "").split())
-                self.log.warning("step %s pre-approved; %s", step.label, plain.lstrip("# "))
-            by = who(self.o.approved_by)
-            recording.record_decision(
-                self.rec,
-                step,
-                kind="pre-approval",
-                decision="approve",
-                decided_by=by,
-                note=f"{key}: parameter approve_{step.approval}",
-                task_name=None,
-            )
-            self.log.info("step %s pre-approved by %s", step.label, by)
-            return by
-        description = f"## Approval needed: {what}\n\n{details}" + self._pdf_list()
-        answer = self._ask(ApprovalDecision, key=key, description=description)
-        by = who(answer.name)
-        recording.record_decision(
-            self.rec,
-            step,
-            kind="approval",
-            decision=answer.decision,
-            decided_by=by,
-            note=answer.note,
+        """Who approved ``step``; None when skipped (``flows/approvals.py``)."""
+        return approvals.approval(
+            self.decisions, self.o, step, key=key, what=what, details=details, pre_ok=pre_ok
         )
-        self.log.info("operator %s chose %s for %s", by, answer.decision, key)
-        if answer.decision == "abort":
-            raise OperatorAbort(
-                f"aborted by {by} at the approval of step {step.label} ({key})"
-                + (f": {answer.note}" if answer.note else "")
-            )
-        return by if answer.decision == "approve" else None
-
-    def overwrite_notice(self) -> str:
-        """What the reset will overwrite, for the approval text (empty: nothing known).
-
-        Today's snapshots come from a read-only probe of the site (the one step 7 runs
-        first); what earlier runs did to the date comes from the outputs store.
-        """
-        from steps.runs_dates import DateUnavailable
-        from steps.session import open_site
-        from steps.step7_reset import reset_preview
-        from store import date_guard
-
-        assert self.o.date is not None
-        lines: list[str] = []
-        try:
-            preview = reset_preview(open_site(self.o.site), date=self.o.date, round=self.o.round)
-        except (RemoteError, DateUnavailable, OSError, ValueError, LookupError) as exc:
-            lines.append(f"- today's snapshots could not be checked: {type(exc).__name__}")
-        else:
-            if preview["snapshots"]:
-                lines.append(
-                    "- **reset.sh ran already today: it will overwrite** today's snapshot "
-                    + ", ".join(f"`{s}`" for s in preview["snapshots"])
-                )
-            if preview["working_files"]:
-                lines.append(
-                    f"- it archives {preview['working_files']} working files of {self.o.date}"
-                )
-        for done in date_guard.history(self.o.round, self.o.date, self.o.site):
-            lines.append(f"- this date was already {done}: that is overwritten")
-        return ("### What the reset overwrites\n\n" + "\n".join(lines) + "\n") if lines else ""
-
-    def gate(self, step: StepDefinition) -> bool:
-        """Before the reset: the date must be verified, or a person decides knowingly.
-
-        Returns True when nothing was missing (a pre-approval then applies), False when a
-        person accepted missing items (the reset is then asked for explicitly).
-        """
-        from store import dates as date_store
-
-        assert self.o.date is not None
-        attempt = 0
-        while True:
-            v = verify_date(
-                self.definition, round=self.o.round, date=self.o.date, flow_run_id=self.o.run_key
-            )
-            self.record_verification(v, "running")
-            if v.ok:
-                self.log.info("date %s verified before step %s", self.o.date, step.label)
-                return attempt == 0
-            attempt += 1
-            self.log.warning(
-                "date %s is not verified before step %s: %s",
-                self.o.date,
-                step.label,
-                "; ".join(v.missing),
-            )
-            answer = self._ask(
-                GateDecision,
-                key=pause_key(step.id, "verify", attempt),
-                description=(
-                    f"## Step {step.label} waits: date {self.o.date} is not verified\n\n"
-                    "Nothing irreversible runs until every item below is fixed, or you accept "
-                    f"it by name:\n\n{v.as_markdown()}\n\n"
-                    f"Runs of the date: {v.runs}; excluded: {v.excluded_runs}\n\n"
-                    "- **accept**: go on without the missing items (recorded with your name; "
-                    "the reset is then asked for explicitly)\n"
-                    "- **recheck**: check again after fixing the cause\n"
-                    "- **abort**: stop this run (it ends Cancelled)\n\n"
-                    "Runs listed under *exclude_runs* are taken out of the round's constants."
-                )
-                + self._pdf_list(),
-            )
-            by = who(answer.name)
-            excluded = run_list(answer.exclude_runs)
-            unknown = sorted(set(excluded) - set(v.runs))
-            recording.record_decision(
-                self.rec,
-                step,
-                kind="gate",
-                decision=answer.decision,
-                decided_by=by,
-                note=(
-                    f"missing: {'; '.join(v.missing)}"
-                    + (f" | excluded runs: {excluded}" if excluded else "")
-                    + (f" | {answer.note}" if answer.note else "")
-                ),
-            )
-            if unknown:
-                self.log.warning("runs %s are not runs of %s: not excluded", unknown, self.o.date)
-                excluded = [r for r in excluded if r not in unknown]
-            if excluded:
-                date_store.exclude_runs(
-                    self.o.round,
-                    excluded,
-                    date=self.o.date,
-                    reason="gate",
-                    decided_by=by,
-                    note=answer.note,
-                    flow_run_id=self.o.run_key,
-                )
-            if answer.decision == "abort":
-                raise OperatorAbort(
-                    f"aborted by {by} at the verification before step {step.label}"
-                    + (f": {answer.note}" if answer.note else "")
-                )
-            if answer.decision == "accept":
-                v = verify_date(
-                    self.definition,
-                    round=self.o.round,
-                    date=self.o.date,
-                    flow_run_id=self.o.run_key,
-                )
-                self.record_verification(v, "running", accepted_by=by)
-                self.log.warning("%s accepted the missing items of %s", by, self.o.date)
-                return False
-
-    def record_verification(
-        self, v: Verification, status: str, accepted_by: str | None = None
-    ) -> None:
-        """Write what the check found into the date's record."""
-        from store import dates as date_store
-
-        date_store.mark_date(
-            self.o.round,
-            v.date,
-            status,
-            flow_run_id=self.o.run_key,
-            workflow=f"{self.definition.name}@{self.definition.version}",
-            runs=v.runs,
-            registered_runs=v.registered_runs,
-            missing=v.missing,
-            accepted=v.missing if accepted_by else None,
-            accepted_by=accepted_by,
-        )
-
-    def ist_decision(
-        self, step: StepDefinition, exc: StepError, attempt: int
-    ) -> dict[str, Any] | None:
-        """Step 1.3's IST anomaly: a person registers or excludes each run; None = retry."""
-        from store import dates as date_store
-
-        data = exc.result.data
-        invalid = sorted(int(r) for r in data.get("invalid_runs") or [])
-        values = data.get("ist") or {}
-        rows = "\n".join(
-            f"| {r} | {values.get(str(r), {}).get('interval_From_DB')} | "
-            f"{values.get(str(r), {}).get('interval_before_sorting')} | "
-            f"{values.get(str(r), {}).get('interval_after_sorting')} |"
-            for r in invalid
-        )
-        problem = ""
-        n = attempt
-        while True:
-            answer = self._ask(
-                IstDecision,
-                key=pause_key(IST_TASK, "ist", n),
-                description=(
-                    f"## Step {step.label}: IST values other than 15000000\n\n{problem}"
-                    "| run | From_DB | before sorting | after sorting |\n|---|---|---|---|\n"
-                    f"{rows}\n\nPut every run above in exactly one list: **register_runs** "
-                    "(written to interval.txt as 15000000) or **exclude_runs** (left out of "
-                    "interval.txt and of the round's constants). Or **retry** / **abort**."
-                ),
-            )
-            by = who(answer.name)
-            if answer.action == "abort":
-                recording.record_decision(
-                    self.rec, step, kind="ist", decision="abort", decided_by=by, note=answer.note
-                )
-                raise OperatorAbort(
-                    f"aborted by {by} at step {step.label} (IST values)"
-                    + (f": {answer.note}" if answer.note else "")
-                )
-            if answer.action == "retry":
-                recording.record_decision(
-                    self.rec, step, kind="ist", decision="retry", decided_by=by, note=answer.note
-                )
-                return None
-            register, exclude = run_list(answer.register_runs), run_list(answer.exclude_runs)
-            both = sorted(set(register) & set(exclude))
-            left = sorted(set(invalid) - set(register) - set(exclude))
-            extra = sorted((set(register) | set(exclude)) - set(invalid))
-            if both or left or extra:
-                problem = (
-                    "**Your last answer was not applied:** "
-                    + "; ".join(
-                        t
-                        for t in (
-                            f"in both lists: {both}" if both else "",
-                            f"in neither list: {left}" if left else "",
-                            f"not runs with an anomaly: {extra}" if extra else "",
-                        )
-                        if t
-                    )
-                    + "\n\n"
-                )
-                n += 100  # a new pause key: the earlier answer stays recorded as given
-                continue
-            for decision, runs in (("register", register), ("exclude", exclude)):
-                if runs:
-                    recording.record_decision(
-                        self.rec,
-                        step,
-                        kind="ist",
-                        decision=decision,
-                        decided_by=by,
-                        note=",".join(str(r) for r in runs)
-                        + (f": {answer.note}" if answer.note else ""),
-                        task_name=IST_TASK,
-                        error_code=IST_ANOMALY_CODE,
-                    )
-            if exclude:
-                date_store.exclude_runs(
-                    self.o.round,
-                    exclude,
-                    date=self.o.date,
-                    reason="ist",
-                    decided_by=by,
-                    note=answer.note,
-                    flow_run_id=self.o.run_key,
-                )
-            self.log.info("%s registers %s and excludes %s at step 1.3", by, register, exclude)
-            return {"check_ist": False, "exclude_runs": exclude}
 
     def outage(
         self,
@@ -580,7 +241,7 @@ class Procedure:
         self.log.warning(
             "step %s lost the site after its retries: %s: %s", step.label, type(exc).__name__, exc
         )
-        answer = self._ask(
+        got = self.decisions.hear(
             OutageDecision,
             key=pause_key(task_name, "outage", attempt),
             description=(
@@ -592,42 +253,9 @@ class Procedure:
                 + (f"\n\n{details}" if details else "")
             ),
         )
-        by = who(answer.name)
-        recording.record_decision(
-            self.rec,
-            step,
-            kind="outage",
-            decision=answer.action,
-            decided_by=by,
-            note=f"{type(exc).__name__}: {str(exc)[:300]}"
-            + (f" | {answer.note}" if answer.note else ""),
-            task_name=task_name,
-        )
-        if answer.action == "abort":
-            raise OperatorAbort(
-                f"aborted by {by} at step {step.label} after losing the site"
-                + (f": {answer.note}" if answer.note else "")
-            )
-
-    def review(self, step: StepDefinition) -> None:
-        answer = self._ask(
-            ReviewDecision,
-            key=pause_key(step.id, "review"),
-            description=f"## Review after step {step.label}: {step.title}\n" + self._pdf_list(),
-        )
-        by = who(answer.name)
-        recording.record_decision(
-            self.rec, step, kind="review", decision=answer.action, decided_by=by, note=answer.note
-        )
-        if answer.action == "abort":
-            raise OperatorAbort(
-                f"aborted by {by} at the review after step {step.label}"
-                + (f": {answer.note}" if answer.note else "")
-            )
-
-    def _pdf_list(self) -> str:
-        """The run's reports as signed browser links (the approval says: review them first)."""
-        return recording.reports_markdown(self.rec)
+        fact = f"{type(exc).__name__}: {str(exc)[:300]}"
+        self.decisions.record(step, got, "outage", note=got.noted(fact), task_name=task_name)
+        got.stop_if_aborted(f"at step {step.label} after losing the site")
 
     # ----------------------------------------------------------------- step 8
     def database(self, step: StepDefinition) -> Outcome:
@@ -635,29 +263,3 @@ class Procedure:
         from flows.submission import Submitter
 
         return Submitter(self, step).run()
-
-
-_APPROVAL_TEXT = {
-    "reset": (
-        "step 7 runs `reset.sh`, which archives this date's working files and snapshots the "
-        "cumulative files (shared by the whole round). Review the reports first."
-    ),
-    "db_submit": "the database submission",
-}
-
-
-def _facts(result: StepResult) -> str:
-    """A short account of what the step saw, for the pause form."""
-    lines: list[str] = []
-    if result.runs_incomplete:
-        lines.append(f"- runs incomplete: {result.runs_incomplete}")
-    if result.runs_complete:
-        lines.append(f"- runs complete: {len(result.runs_complete)}")
-    for key in ("invalid_runs", "anomaly_file", "missing_dirs", "left_behind"):
-        if key in result.data:
-            lines.append(f"- {key}: {result.data[key]}")
-    ist = result.data.get("ist_results")
-    if isinstance(ist, dict) and result.data.get("invalid_runs"):
-        bad = {r: v for r, v in ist.items() if int(r) in result.data["invalid_runs"]}
-        lines.append(f"- IST values (From_DB, before, after sorting) of those runs: {bad}")
-    return "\n".join(lines)
