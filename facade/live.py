@@ -58,6 +58,10 @@ def update_from(task_id: int, view: legacy.TaskView, cause: str) -> dict[str, An
     }
 
 
+async def _next_event(events: AsyncIterator[Any]) -> Any:
+    return await events.__anext__()
+
+
 class _Watcher:
     """One task: follows its current flow run's events and publishes changed views."""
 
@@ -115,8 +119,35 @@ class _Watcher:
             self.backoff = self.hub.reconnect_seconds
             # Anything that happened between the first read and the subscription.
             await self._publish("subscribed")
-            async for event in events:
+            await self._relay(events)
+
+    async def _relay(self, events: AsyncIterator[Any]) -> None:
+        """One publish per event, then re-reads after a quiet spell.
+
+        Prefect publishes an event before its transaction commits, so the read an event
+        triggers may still see the old state; when that event was the run's last (its end),
+        no later event would correct it. After each burst of events the view is read again
+        ``settle_seconds`` later (each delay counted from the previous re-read), unless a new
+        event comes first.
+        """
+        upcoming = asyncio.ensure_future(_next_event(events))
+        try:
+            pending: tuple[float, ...] = ()
+            while True:
+                timeout = pending[0] if pending else None
+                done, _ = await asyncio.wait({upcoming}, timeout=timeout)
+                if not done:
+                    pending = pending[1:]
+                    await self._publish("settled")
+                    continue
+                event = upcoming.result()
+                upcoming = asyncio.ensure_future(_next_event(events))
                 await self._publish(event.event)
+                pending = self.hub.settle_seconds
+        finally:
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await upcoming
 
     async def _run(self) -> None:
         self.backoff = self.hub.reconnect_seconds
@@ -149,11 +180,17 @@ class LiveHub:
     """Watchers keyed by task id, shared by every client that watches the task."""
 
     def __init__(
-        self, engine: Engine, gateway: PrefectGateway, reconnect_seconds: float = 1.0
+        self,
+        engine: Engine,
+        gateway: PrefectGateway,
+        reconnect_seconds: float = 1.0,
+        settle_seconds: tuple[float, ...] = (1.0, 4.0, 15.0),
     ) -> None:
         self.engine = engine
         self.gateway = gateway
         self.reconnect_seconds = reconnect_seconds
+        # re-reads after the last event of a burst (see _Watcher._relay)
+        self.settle_seconds = settle_seconds
         self._watchers: dict[int, _Watcher] = {}
 
     @contextlib.asynccontextmanager

@@ -305,13 +305,16 @@ def test_backfill_children_are_tasks_of_the_backfills_user(
     assert logs["success"] is True and logs["total"] > 0
     pdf = dave.get(f"/api/downloads/task/{child_id}", params={"file_type": "merged_pdf"})
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    wait_for(
-        lambda: (
-            dave.get(f"/api/tasks/{mine['id']}/progress").json()["status"] in ("success", "failed")
-        ),
-        timeout=120,
-        what="the backfill's end",
-    )
+    seen: dict[str, Any] = {}
+
+    def backfill_ended() -> bool:
+        seen.update(dave.get(f"/api/tasks/{mine['id']}/progress").json())
+        return seen["status"] in ("success", "failed")
+
+    try:
+        wait_for(backfill_ended, timeout=120, what="the backfill's end")
+    except AssertionError as exc:  # say where it stood
+        raise AssertionError(f"{exc}; last progress: {seen}") from None
 
     # a second backfill: its child is cancelled through the API while it runs
     sim.set_faults(**SIM_FAST, slow={"genJob.sh": 30.0})
