@@ -62,6 +62,12 @@ def _run(name: str, repeat: int, **options: object) -> BenchResult:
     return result
 
 
+def _bench(name: str, repeat: int, **options: object) -> None:
+    """One benchmark, then docs/performance.md again from every stored result."""
+    _run(name, repeat, **options)
+    _report()
+
+
 def _report() -> None:
     from bench.report import write_report
 
@@ -83,22 +89,19 @@ def main(ctx: typer.Context, repeat: Repeat = 3) -> None:
 @app.command()
 def overhead(repeat: Repeat = 3) -> None:
     """1. Orchestration overhead of the 21-step flow, per step."""
-    _run("overhead", repeat)
-    _report()
+    _bench("overhead", repeat)
 
 
 @app.command()
 def remote(repeat: Repeat = 3) -> None:
     """2. Remote commands and SSH sessions per poll cycle and per flow run vs the legacy way."""
-    _run("remote", repeat)
-    _report()
+    _bench("remote", repeat)
 
 
 @app.command()
 def latency(repeat: Repeat = 3) -> None:
     """3. Start latency: facade POST /start → first step running."""
-    _run("latency", repeat)
-    _report()
+    _bench("latency", repeat)
 
 
 @app.command()
@@ -108,8 +111,7 @@ def facade(
     seconds: Annotated[int, typer.Option(help="seconds per load run")] = 10,
 ) -> None:
     """4. Facade under load (wrk): progress and task-list reads with many tasks stored."""
-    _run("facade", repeat, tasks=tasks, seconds=seconds)
-    _report()
+    _bench("facade", repeat, tasks=tasks, seconds=seconds)
 
 
 @app.command()
@@ -120,8 +122,7 @@ def backfill(
     ] = ("full"),
 ) -> None:
     """5. Backfill of one round's dates and of several rounds vs the sum of single runs."""
-    _run("backfill", repeat, scale=scale)
-    _report()
+    _bench("backfill", repeat, scale=scale)
 
 
 @app.command()
@@ -153,8 +154,7 @@ def ha(
     seconds: Annotated[int, typer.Option(help="seconds of facade reads (wrk)")] = 10,
 ) -> None:
     """7. HA stack vs single server: runs started per minute, facade reads through HAProxy."""
-    _run("ha", repeat, scale=scale, seconds=seconds)
-    _report()
+    _bench("ha", repeat, scale=scale, seconds=seconds)
 
 
 @app.command("sqlite_lock")

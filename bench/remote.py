@@ -121,49 +121,28 @@ def _flow_figures(result: BenchResult, new: list[FlowMeasure], old: list[FlowMea
     def med(runs: list[FlowMeasure], attr: str) -> float:
         return median([float(getattr(m, attr)) for m in runs])
 
-    result.add(
-        Figure(
-            label="SSH sessions to the login node per flow run",
-            unit="sessions",
-            samples=[m.sessions for m in new],
-            baseline=med(old, "sessions"),
-            target="<= 1",
-            note="opened by the client; each also logs in once on the jump host",
+    def versus_legacy(label: str, unit: str, attr: str, **target_and_note: str) -> None:
+        """The new engine's samples of ``attr``, the legacy engine's median as the baseline."""
+        samples = [getattr(m, attr) for m in new]
+        result.add(
+            Figure(
+                label=label, unit=unit, samples=samples, baseline=med(old, attr), **target_and_note
+            )
         )
+
+    versus_legacy(
+        "SSH sessions to the login node per flow run",
+        "sessions",
+        "sessions",
+        target="<= 1",
+        note="opened by the client; each also logs in once on the jump host",
     )
-    result.add(
-        Figure(
-            label="jump-host logins per flow run (sshd log)",
-            unit="logins",
-            samples=[m.jump_logins for m in new],
-            baseline=med(old, "jump_logins"),
-            target="<= 1",
-        )
+    versus_legacy(
+        "jump-host logins per flow run (sshd log)", "logins", "jump_logins", target="<= 1"
     )
-    result.add(
-        Figure(
-            label="remote commands per flow run",
-            unit="commands",
-            samples=[m.commands for m in new],
-            baseline=med(old, "commands"),
-        )
-    )
-    result.add(
-        Figure(
-            label="poll commands per flow run",
-            unit="commands",
-            samples=[m.poll_commands for m in new],
-            baseline=med(old, "poll_commands"),
-        )
-    )
-    result.add(
-        Figure(
-            label="flow wall time",
-            unit="s",
-            samples=[m.wall for m in new],
-            baseline=med(old, "wall"),
-        )
-    )
+    versus_legacy("remote commands per flow run", "commands", "commands")
+    versus_legacy("poll commands per flow run", "commands", "poll_commands")
+    versus_legacy("flow wall time", "s", "wall")
     result.tables["per flow run (median)"] = [
         {
             "engine": name,

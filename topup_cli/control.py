@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from topup_cli.health import ssh_handshake
+from topup_cli.health import http_ok, ssh_handshake
+from topup_cli.leftovers import cleanup_dead
 from topup_cli.state import StackState, read_state
-from topup_cli.supervisor import cleanup_dead, http_ok
 
 
 class ComponentStatus(BaseModel):

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topup_cli.haproxy import Backend, Bind, HaproxyConfig, HttpService, start_haproxy
 from topup_cli.processes import ManagedProcess
-from topup_cli.stack import PrefectStack, StackError, StackSettings, free_port
+from topup_cli.stack import PrefectStack, StackError, StackSettings, free_port, run_command
 
 DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -85,6 +85,16 @@ class HaSettings(BaseSettings):
         }
 
 
+def _name_and_admin(url: str) -> tuple[str, str]:
+    """The database name of ``url`` (checked again: a plain identifier) and the URL of the
+    server's ``postgres`` database with the same user, without the driver part."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not DB_NAME.match(name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    return name, urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+
+
 def ensure_database(url: str) -> bool:
     """Create the PostgreSQL database named in ``url`` if it does not exist; True if made.
 
@@ -92,11 +102,7 @@ def ensure_database(url: str) -> bool:
     the URL, ``+asyncpg`` / ``+psycopg``, is dropped). The name was validated by
     ``HaSettings``; it is quoted as an identifier all the same.
     """
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not DB_NAME.match(name):
-        raise ValueError(f"not a plain database name: {name!r}")
-    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    name, admin = _name_and_admin(url)
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if found:
@@ -107,11 +113,7 @@ def ensure_database(url: str) -> bool:
 
 def drop_database(url: str) -> None:
     """Drop the database of ``url`` (tests' throw-away databases), ending its sessions."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not DB_NAME.match(name):
-        raise ValueError(f"not a plain database name: {name!r}")
-    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    name, admin = _name_and_admin(url)
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -259,22 +261,14 @@ class HaPrefectStack(PrefectStack):
 
     def migrate(self) -> None:
         """``prefect server database upgrade -y`` once, before the servers start."""
-        import subprocess
-
         log = self.log_dir / "migrate.log"
-        try:
-            res = subprocess.run(
-                self._prefect("server", "database", "upgrade", "-y"),
-                env=self.server_env(),
-                cwd=self.data_dir,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=self.settings.start_timeout,
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise StackError(f"database migration timed out after {exc.timeout}s") from exc
+        res = run_command(
+            self._prefect("server", "database", "upgrade", "-y"),
+            self.data_dir,
+            self.server_env(),
+            self.settings.start_timeout,
+            "database migration",
+        )
         log.write_text(res.stdout + res.stderr)
         if res.returncode != 0:
             raise StackError(f"database migration failed:\n{(res.stdout + res.stderr)[-3000:]}")

@@ -56,3 +56,8 @@ def http_health(url: str, timeout: float = 3.0) -> Probe:
     if status != 200:
         return Probe(False, f"{url} answered {status}")
     return Probe(True)
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """``http_health`` as a yes or no, for the waits and ``topup status`` (no reason shown)."""
+    return http_health(url, timeout).ok

@@ -167,6 +167,10 @@ class ManagedProcess:
         self._close()
         return clean
 
+    def wake(self) -> None:
+        """SIGCONT a stopped tree, so that it can act on the SIGTERM of ``stop()``."""
+        signal_tree(self.tree(), signal.SIGCONT)
+
     def kill(self) -> bool:
         """SIGKILL the whole tree at once (a crashed machine, not a shutdown)."""
         keys = self.tree()

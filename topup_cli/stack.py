@@ -34,7 +34,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
@@ -43,6 +42,7 @@ from deployments.notifications import NotificationSettings
 from deployments.setup import SetupReport
 from deployments.setup import setup as setup_pool_and_limits
 from topup_cli import stack_settings
+from topup_cli.health import http_ok
 from topup_cli.processes import ManagedProcess
 from topup_cli.stack_settings import (
     HOST,
@@ -65,6 +65,26 @@ __all__ = [
 
 class StackError(RuntimeError):
     """A process of the stack did not start, or a set-up command failed."""
+
+
+def run_command(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float, what: str
+) -> subprocess.CompletedProcess[str]:
+    """A one-off command of the stack (set-up, migration): no stdin, a session of its own,
+    its output captured; StackError "<what> timed out" after ``timeout`` seconds."""
+    try:
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"{what} timed out after {exc.timeout}s") from exc
 
 
 # Stacks not stopped by their owner are stopped at interpreter exit.
@@ -160,6 +180,16 @@ class PrefectStack:
         """``prefect server start`` on this port (through the SQLite launcher if embedded)."""
         return stack_settings.server_argv(self.settings, self.port)
 
+    def _start_server_process(self) -> ManagedProcess:
+        """``prefect server start`` on ``port``, its output in ``server.log``."""
+        return ManagedProcess(
+            "server",
+            self._server_argv(),
+            self.server_env(),
+            self.data_dir,
+            self.log_dir / "server.log",
+        ).start()
+
     def start_server(self) -> None:
         """Start ``prefect server start`` and wait until ``/api/health`` answers."""
         if self.server is not None and self.server.running():
@@ -172,13 +202,7 @@ class PrefectStack:
         for attempt in range(attempts):
             if attempt:
                 self.port = free_port(self.settings.host)
-            self.server = ManagedProcess(
-                "server",
-                self._server_argv(),
-                self.server_env(),
-                self.data_dir,
-                self.log_dir / "server.log",
-            ).start()
+            self.server = self._start_server_process()
             if self._wait_healthy(self.server, self.settings.start_timeout):
                 return
             tail = self.server.log_tail()
@@ -200,13 +224,7 @@ class PrefectStack:
         deadline = time.monotonic() + self.settings.start_timeout
         tail = ""
         while time.monotonic() < deadline:
-            self.server = ManagedProcess(
-                "server",
-                self._server_argv(),
-                self.server_env(),
-                self.data_dir,
-                self.log_dir / "server.log",
-            ).start()
+            self.server = self._start_server_process()
             if self._wait_healthy(self.server, max(1.0, deadline - time.monotonic())):
                 return
             tail = self.server.log_tail()
@@ -218,11 +236,7 @@ class PrefectStack:
         raise StackError(f"Prefect server did not come back on port {self.port}:\n{tail}")
 
     def healthy(self, timeout: float = 2.0) -> bool:
-        try:
-            r = httpx.get(f"{self.api_url}/health", timeout=timeout)
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
+        return http_ok(f"{self.api_url}/health", timeout)
 
     def _wait_healthy(self, proc: ManagedProcess, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -268,19 +282,13 @@ class PrefectStack:
     def deploy(self) -> str:
         """``prefect --no-prompt deploy --all`` in the project dir; its output."""
         log = self.log_dir / "deploy.log"
-        try:
-            res = subprocess.run(
-                self._prefect("--no-prompt", "deploy", "--all"),
-                cwd=self.settings.project_dir,
-                env=self._base_env(),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=self.settings.deploy_timeout,
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise StackError(f"prefect deploy timed out after {exc.timeout}s") from exc
+        res = run_command(
+            self._prefect("--no-prompt", "deploy", "--all"),
+            self.settings.project_dir,
+            self._base_env(),
+            self.settings.deploy_timeout,
+            "prefect deploy",
+        )
         output = res.stdout + res.stderr
         with open(log, "a") as fh:
             fh.write(f"=== prefect deploy --all (exit {res.returncode})\n{output}\n")

@@ -87,6 +87,18 @@ def free_port(host: str = HOST) -> int:
         return int(s.getsockname()[1])
 
 
+def pick_port(host: str, preferred: int) -> int:
+    """``preferred`` if it can be bound now, else (or for 0) a free port."""
+    if preferred:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, preferred))
+                return preferred
+            except OSError:
+                pass
+    return free_port(host)
+
+
 def deployment_names(project_dir: Path = PROJECT_DIR) -> list[str]:
     """``<flow name>/<deployment name>`` is not known without importing the flows, so this is
     just the deployment names ``prefect.yaml`` declares."""
@@ -94,7 +106,7 @@ def deployment_names(project_dir: Path = PROJECT_DIR) -> list[str]:
     return [d["name"] for d in spec.get("deployments") or []]
 
 
-def _inherited_env() -> dict[str, str]:
+def inherited_env() -> dict[str, str]:
     """The caller's environment without any Prefect setting (the stack sets its own)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
 
@@ -111,7 +123,7 @@ def sqlite_immediate(settings: StackSettings) -> bool:
 
 def base_env(settings: StackSettings, api_url: str) -> dict[str, str]:
     """The caller's environment without its Prefect settings, pointed at this server."""
-    env = _inherited_env()
+    env = inherited_env()
     env.update(
         PREFECT_HOME=str(prefect_home(settings)),
         PREFECT_API_URL=api_url,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -24,6 +24,7 @@ from topup_cli.commands.run_checks import (
     date_safe,
     definition_of_workflow,
 )
+from topup_cli.commands.run_params import approval, given, workflow_params
 
 
 def dates(
@@ -94,30 +95,20 @@ def backfill(
     token: TokenOpt = None,
 ) -> None:
     """Start a backfill of a round (one topup-standard run per unprocessed date)."""
-    import getpass
-
     from topup_cli.runlogs import watch_children
 
     definition = definition_of_workflow(workflow, version)
     owner = user_tags(user, token, data_dir)
     target = target_for(data_dir, api_url)
-    params: dict[str, Any] = {
-        "round": round,
-        "site": site or target.default_site,
-        "workflow": definition.name,
-        "workflow_version": definition.version,
-    }
-    if approve:
-        # the reset of each verified date; the round's submission is always asked for
-        params.update(approve_reset=True, approved_by=approved_by or getpass.getuser())
-    for name, value in (
-        ("dates", dates),
-        ("max_dates", max_dates),
-        ("poll_seconds", poll_seconds),
-        ("max_wait_minutes", max_wait_minutes),
-    ):
-        if value is not None:
-            params[name] = value
+    params = workflow_params(definition, round, site or target.default_site)
+    # the reset of each verified date; the round's submission is always asked for
+    params |= approval(approve, approved_by, approve_reset=True)
+    params |= given(
+        dates=dates,
+        max_dates=max_dates,
+        poll_seconds=poll_seconds,
+        max_wait_minutes=max_wait_minutes,
+    )
     # As `run` does: refused here (exit 2) instead of a flow run that fails at its start.
     check_params(definition_of_workflow("backfill", None), params)
     if dates:  # the dates asked for by name; the flow itself skips processed ones

@@ -30,6 +30,7 @@ from topup_cli.commands.run_checks import (
     definition_of_workflow,
     deployment_for,
 )
+from topup_cli.commands.run_params import approval, given, workflow_params
 
 
 def run(
@@ -61,30 +62,17 @@ def run(
     timings: TimingsOpt = False,
 ) -> None:
     """Start a run of a workflow deployment and show its steps live."""
-    import getpass
-
     definition = definition_of_workflow(workflow, version)
     owner = user_tags(user, token, data_dir)
     target = target_for(data_dir, api_url)
-    params: dict[str, Any] = {
-        "date": date,
-        "round": round,
-        "site": site or target.default_site,
-        "workflow": definition.name,
-        "workflow_version": definition.version,
-    }
-    if approve:
-        # the reset of a verified date (and, in the old definitions, their step 8)
-        params.update(approve_reset=True, approved_by=approved_by or getpass.getuser())
-        if "approve_db_submit" in definition.parameters:
-            params["approve_db_submit"] = True
-    for name, value in (
-        ("poll_seconds", poll_seconds),
-        ("max_wait_minutes", max_wait_minutes),
-        ("start_at_step", start_at_step),
-    ):
-        if value is not None:
-            params[name] = value
+    params = {"date": date, **workflow_params(definition, round, site or target.default_site)}
+    # the reset of a verified date (and, in the old definitions, their step 8)
+    params |= approval(approve, approved_by, approve_reset=True)
+    if approve and "approve_db_submit" in definition.parameters:
+        params["approve_db_submit"] = True
+    params |= given(
+        poll_seconds=poll_seconds, max_wait_minutes=max_wait_minutes, start_at_step=start_at_step
+    )
     check_params(definition, {k: v for k, v in params.items() if k in definition.parameters})
     date_safe(round, [date], params["site"], data_dir, rerun=rerun)
     _start_and_follow(target, None, params, definition, watch, prompt, timeout, owner, timings)
@@ -215,17 +203,12 @@ def submit(
     token: TokenOpt = None,
 ) -> None:
     """Submit a round's constants to the offline database (step 8), each part after approval."""
-    import getpass
-
     definition = definition_of_workflow("submit-constants", None)
     owner = user_tags(user, token, data_dir)
     target = target_for(data_dir, api_url)
     params: dict[str, Any] = {"round": round, "site": site or target.default_site}
-    for name, value in (("run_from", run_from), ("run_to", run_to)):
-        if value is not None:
-            params[name] = value
-    if approve:
-        params.update(approve_db_submit=True, approved_by=approved_by or getpass.getuser())
+    params |= given(run_from=run_from, run_to=run_to)
+    params |= approval(approve, approved_by, approve_db_submit=True)
     check_params(definition, params)
     _start_and_follow(
         target,
