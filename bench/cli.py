@@ -88,7 +88,7 @@ def main(ctx: typer.Context, repeat: Repeat = 3) -> None:
 
 @app.command()
 def overhead(repeat: Repeat = 3) -> None:
-    """1. Orchestration overhead of the 21-step flow, per step."""
+    """1. Orchestration overhead of the standard flow, per step."""
     _bench("overhead", repeat)
 
 

@@ -1,4 +1,4 @@
-"""One measured run of the 21-step ``topup-standard`` flow, in this process.
+"""One measured run of the default ``topup-standard`` flow (steps 1.1 to 7), in this process.
 
 Why in-process: the remote-layer hook and the sleep watch live in the process that runs the
 steps; a worker's flow-run process runs the very same flow function against the same Prefect
@@ -22,7 +22,6 @@ FLOW_PARAMETERS: dict[str, Any] = {
     "max_wait_minutes": 5.0,
     "poll_seconds": 0.05,  # the floor the steps accept
     "approve_reset": True,
-    "approve_db_submit": True,
     "approved_by": "bench",
 }
 

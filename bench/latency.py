@@ -112,7 +112,6 @@ def _measure(repeat, say, settings, total, post, pickup, process, result) -> Non
                             "round": "round18",
                             "poll_seconds": 0.05,
                             "approve_reset": True,
-                            "approve_db_submit": True,
                             "approved_by": "bench",
                         },
                     }

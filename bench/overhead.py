@@ -1,7 +1,8 @@
-"""Figure 1: orchestration overhead of the 21-step flow, per step.
+"""Figure 1: orchestration overhead of the standard flow, per step.
 
 Overhead = flow wall time − time in remote actions (commands, the SSH session, downloads) −
-poll sleeps, divided by the 21 steps. What is left is Prefect (task runs, states, results),
+poll sleeps, divided by the definition's steps (20 in topup-standard 1.2.0, which ends
+after step 7; the database submission is its own flow). What is left is Prefect (task runs, states, results),
 the recording of outputs, logging and the steps' own Python work. Per step, the same split is
 made inside each task run's window (Prefect's start/end times).
 """
@@ -13,8 +14,10 @@ from collections.abc import Callable
 from bench.flowrun import DATE, FlowMeasure, run_flow
 from bench.results import BenchResult, Figure, median
 from bench.site_env import fresh_site, prefect_in_process, ssh_pair
+from flows.definitions import load
 
-STEPS = 21
+# the default topup-standard definition's steps (each one task run)
+STEPS = len(load("topup-standard").steps)
 TARGET_MS = 50
 
 

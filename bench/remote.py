@@ -4,7 +4,7 @@ legacy engine's way (one ``ls`` per file per run, one session per task).
 Poll cycle: a stage directory with N runs × 6 expected files (+ 1 failure log per run) is
 polled once with ``RemoteSite.poll_files`` — as the waits do it, asking the batch system
 (``hep_q``) about the step's N recorded jobs in the same command — and once the legacy way,
-counted by the remote layer's hook. Flow run: the 21-step flow on a fresh tree with the new engine, then with the
+counted by the remote layer's hook. Flow run: the standard flow on a fresh tree with the new engine, then with the
 legacy engine; sessions are counted by the client and cross-checked in both sshd logs.
 """
 
