@@ -11,6 +11,11 @@ is re-attached on a retry, and its cluster ids are recorded for the waits to ask
   attempt n+1 only when the last attempt failed or ``new_attempt`` (a job known to have
   failed); records cluster ids. ``round`` exports its ``ROUND_NUMBER`` after the env script
   (the site's script hard-codes 18); every step passes the round it runs for.
+- ``resubmit_runs(site, failed, *, run_key, step, command, cwd, cleanup, timeout, round,
+  poll=1.0) -> [(run, reason, Submission)]`` — a retry's resubmission of the runs known to
+  have failed, one job each (key ``{run_key}.{step}.resub-{run}``), after their cleanup.
+- ``exit_failure(what, detached, stdout_too=True) -> str`` — "``{what}`` failed (exit n):
+  <tail>", the message of a script that failed.
 - ``genjob_ok(detached) -> bool`` — a ``genJob.sh`` finished (exit 0 and its last word DONE).
 - ``submit_genjob(site, step, *, run_key, command, cwd, cleanup, timeout, round, code, what,
   data, fields, poll=1.0, note_previous=False) -> Submission`` — a step's ``genJob.sh``
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +53,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Submission",
     "detached_key",
+    "exit_failure",
     "genjob_ok",
     "latest_attempt",
     "record_detached_jobs",
     "record_jobs",
+    "resubmit_runs",
     "run_detached_once",
     "step_jobs_file",
     "submit_genjob",
@@ -268,6 +275,54 @@ def run_detached_once(
     return wait_detached(site, key, timeout, poll)
 
 
+def resubmit_runs(
+    site: RemoteSite,
+    failed: Mapping[str, str],
+    *,
+    run_key: str,
+    step: str,
+    command: Callable[[int], str],
+    cwd: str,
+    cleanup: Callable[[int], str],
+    timeout: float,
+    round: str,
+    poll: float = 1.0,
+) -> list[tuple[int, str, Submission]]:
+    """Submit the job of each failed run (run → reason) again, one by one, as a new attempt
+    of ``{run_key}.{step}.resub-{run}`` after its ``cleanup(run)`` removed the stale outputs.
+
+    Why only these: a retry of the flow run must not resubmit jobs that may still run
+    (spec steps.md rule 3). Returns ``(run, reason, submission)`` in run order.
+    """
+    log = step_logger()
+    done: list[tuple[int, str, Submission]] = []
+    for run in sorted(int(r) for r in failed):
+        again = submit_once(
+            site,
+            run_key=run_key,
+            step=step,
+            purpose=f"resub-{run}",
+            command=command(run),
+            cwd=cwd,
+            timeout=timeout,
+            cleanup=cleanup(run),
+            new_attempt=True,
+            poll=poll,
+            round=round,
+        )
+        log.warning("run %s had failed (%s): resubmitted as %s", run, failed[str(run)], again.key)
+        done.append((run, failed[str(run)], again))
+    return done
+
+
+def exit_failure(what: str, d: Detached, stdout_too: bool = True) -> str:
+    """``"{what} failed (exit n): <tail>"``: the last 300 characters of its stderr, or of its
+    stdout when stderr is empty and ``stdout_too`` (some steps have always shown stderr
+    only)."""
+    tail = d.stderr or (d.stdout if stdout_too else "") or ""
+    return f"{what} failed (exit {d.exit_code}): {tail.strip()[-300:]}"
+
+
 def genjob_ok(d: Detached) -> bool:
     """genJob.sh finished: exit 0 and its last word ``DONE`` (its guards exit without it)."""
     return d.state == "exited" and d.exit_code == 0 and "DONE" in (d.stdout or "")
@@ -314,12 +369,5 @@ def submit_genjob(
     if note_previous and sub.previous:
         data["genjob_previous_attempts"] = sub.previous
     if not genjob_ok(sub.detached):
-        d = sub.detached
-        fail(
-            step,
-            code,
-            f"{what} failed (exit {d.exit_code}): {(d.stderr or d.stdout or '').strip()[-300:]}",
-            data=data,
-            **fields,
-        )
+        fail(step, code, exit_failure(what, sub.detached), data=data, **fields)
     return sub

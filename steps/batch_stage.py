@@ -29,17 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from steps.batch_jobs import Submission, step_jobs_file, submit_genjob, submit_once
+from steps.batch_jobs import Submission, resubmit_runs, step_jobs_file, submit_genjob
 from steps.config import SitePaths
 from steps.file_records import FileSpec, file_records
 from steps.job_states import run_failures
-from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
+from steps.output_waits import ExpectedOutputs, poll_outputs, wait_for_outputs
 from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
 from steps.results import StepResult
 from steps.runs_dates import check_inputs
 from steps.step_log import fail, step_logger
-from steps.wait_failures import fail_incomplete, missing_job_files
+from steps.wait_failures import missing_job_files, require_complete
 
 MIN = 60.0
 # Our codes (steps/errors.py ADDED_CODES): jobs that crashed, and runs genJob.sh made no job
@@ -91,6 +91,11 @@ class JobStage:
     def products(self, run: int) -> list[str]:
         return [o.format(run=run) for o in (*self.outputs, *self.optional_outputs)]
 
+    def stale(self, run: int) -> str:
+        """What a resubmission of ``run`` removes first: its products and its batch logs."""
+        plain = " ".join(q(n) for n in self.products(run))
+        return f"{plain} {q(self.job(run) + '.out')}.* {q(self.job(run) + '.err')}.*"
+
     def job_file_re(self) -> re.Pattern[str]:
         head, tail = self.job_file.split("{run}")
         return re.compile(f"^{re.escape(head)}(\\d+){re.escape(tail)}$")
@@ -105,43 +110,6 @@ def _job_files(site: RemoteSite, stage: JobStage, directory: str) -> dict[int, s
     return {int(m.group(1)): m.group(0) for m in map(rx.match, res.stdout.split()) if m}
 
 
-def _resubmit_failed(
-    site: RemoteSite,
-    stage: JobStage,
-    *,
-    directory: str,
-    run_key: str,
-    failed: dict[str, str],
-    timeout: float,
-    poll: float,
-    round: str,
-) -> list[dict[str, Any]]:
-    """Resubmit each failed run's job alone, after removing its logs and outputs."""
-    log = step_logger()
-    done: list[dict[str, Any]] = []
-    for run in sorted(int(r) for r in failed):
-        plain = " ".join(q(n) for n in stage.products(run))
-        globs = f"{q(stage.job(run) + '.out')}.* {q(stage.job(run) + '.err')}.*"
-        again = submit_once(
-            site,
-            run_key=run_key,
-            step=stage.key_step,
-            purpose=f"resub-{run}",
-            command=f"hep_sub -g offlinerun {q(stage.job(run))}",
-            cwd=directory,
-            timeout=timeout,
-            cleanup=f"cd {qpath(directory)} && rm -f -- {plain} {globs}",
-            new_attempt=True,
-            poll=poll,
-            round=round,
-        )
-        log.warning("run %s had failed (%s): resubmitted as %s", run, failed[str(run)], again.key)
-        done.append(
-            {"run": run, "reason": failed[str(run)], "key": again.key, "job_ids": again.job_ids}
-        )
-    return done
-
-
 def run_stage(
     stage: JobStage,
     site: RemoteSite,
@@ -154,11 +122,10 @@ def run_stage(
     max_wait_minutes: float = 25,
     poll_seconds: float = 30,
     genjob_timeout_minutes: float = 30,
-) -> tuple[StepResult, Any]:
-    """Submit (once) and wait for the stage's jobs of this date; returns (result, last report).
+) -> StepResult:
+    """Submit (once) and wait for the stage's jobs of this date.
 
-    ``wait=False`` returns right after the submission (step 4.1 with ``check=False``); the
-    report is then None.
+    ``wait=False`` returns right after the submission (step 4.1 with ``check=False``).
     """
     step = stage.step
     runs = check_inputs(step, site, round, date, run_key)
@@ -210,78 +177,61 @@ def run_stage(
         data["other_runs"] = extra
 
     if not wait:
-        return (
-            StepResult(
-                step=step,
-                message=f"{len(runs)} jobs of {date} submitted; not waited for",
-                data=data,
-                **base,
-            ),
-            None,
-        )
-
-    expected = {str(r): stage.expected(r) for r in runs}
-    logs = {str(r): stage.logs(r) for r in runs}
-    ends = {str(r): [stage.out_log(r)] for r in runs}
-    batch = {
-        "jobs_file": step_jobs_file(site, run_key, stage.key_step),
-        "job_files": {str(r): [stage.job(r)] for r in sorted(job_runs | set(runs))},
-    }
-
-    if sub is not None and not sub.started:
-        report = poll_outputs(site, directory, expected, failure_logs=logs, **batch)
-        failed = run_failures(report, ends)
-        if failed:
-            data["resubmitted"] = _resubmit_failed(
-                site,
-                stage,
-                directory=directory,
-                run_key=run_key,
-                failed=failed,
-                timeout=timeout,
-                poll=poll,
-                round=round,
-            )
-
-    report, timed_out = wait_for_outputs(
-        site,
-        directory,
-        expected,
-        failure_logs=logs,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        end_markers=ends,
-        **batch,
-    )
-    fields = run_fields(report, base)
-    incomplete = fields["runs_incomplete"]
-    if incomplete:
-        fail_incomplete(
-            site,
-            step,
-            report,
-            directory=directory,
-            logs=logs,
-            end_markers=ends,
-            crash_code=stage.crash_code,
-            timeout_code=stage.timeout_code,
-            timed_out=timed_out,
-            max_wait_minutes=max_wait_minutes,
-            total=len(runs),
+        return StepResult(
+            step=step,
+            message=f"{len(runs)} jobs of {date} submitted; not waited for",
             data=data,
-            **fields,
+            **base,
         )
+
+    outputs = ExpectedOutputs(
+        directory,
+        expected={str(r): stage.expected(r) for r in runs},
+        failure_logs={str(r): stage.logs(r) for r in runs},
+        end_markers={str(r): [stage.out_log(r)] for r in runs},
+        jobs_file=step_jobs_file(site, run_key, stage.key_step),
+        job_files={str(r): [stage.job(r)] for r in sorted(job_runs | set(runs))},
+    )
+    if sub is not None and not sub.started:
+        failed = run_failures(poll_outputs(site, outputs), outputs.end_markers)
+        if failed:
+            again = resubmit_runs(
+                site,
+                failed,
+                run_key=run_key,
+                step=stage.key_step,
+                command=lambda r: f"hep_sub -g offlinerun {q(stage.job(r))}",
+                cwd=directory,
+                cleanup=lambda r: f"cd {qpath(directory)} && rm -f -- {stage.stale(r)}",
+                timeout=timeout,
+                round=round,
+                poll=poll,
+            )
+            data["resubmitted"] = [
+                {"run": r, "reason": why, "key": resub.key, "job_ids": resub.job_ids}
+                for r, why, resub in again
+            ]
+
+    waited = wait_for_outputs(
+        site, outputs, max_wait_minutes=max_wait_minutes, poll_seconds=poll_seconds
+    )
+    fields = require_complete(
+        site,
+        step,
+        waited,
+        data,
+        crash_code=stage.crash_code,
+        timeout_code=stage.timeout_code,
+        **base,
+    )
     files = file_records(
         site,
         [FileSpec(f"{directory}/{n}", r, "output") for r in runs for n in stage.products(r)],
     )
-    return (
-        StepResult(
-            step=step,
-            message=f"{len(runs)} runs of {date}: all jobs ended with their outputs",
-            files=files,
-            data=data,
-            **fields,
-        ),
-        report,
+    return StepResult(
+        step=step,
+        message=f"{len(runs)} runs of {date}: all jobs ended with their outputs",
+        files=files,
+        data=data,
+        **fields,
     )

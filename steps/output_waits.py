@@ -4,12 +4,14 @@ Why its own module: steps 1.1, 2.1, 2.4 and the job stages of 3.1–6.1 wait the
 (spec steps.md rule 4): all runs in one command, the batch system asked in the same
 command, an early return when nothing is left to wait for.
 
-- ``wait_for_outputs(site, directory, expected, *, anomalies, failure_logs, max_wait_minutes,
-  poll_seconds, stop_on_anomaly=True, stop_when_only_failed=True, end_markers=None,
-  tree=False, jobs_file=None, job_files=None) -> (PollReport, timed_out)`` — with
+- ``ExpectedOutputs(directory, expected, failure_logs=None, end_markers=None, jobs_file=None,
+  job_files=None, anomalies=(), tree=False)`` — what a wait looks for, per run; with
   ``jobs_file`` + ``job_files`` (run → job file names) each poll also reads the batch
   system's job states (still ONE command per cycle).
-- ``poll_outputs(...)`` — one such poll.
+- ``wait_for_outputs(site, outputs, *, max_wait_minutes, poll_seconds,
+  stop_when_only_failed=True) -> Waited`` — poll until complete, an anomaly or the limit;
+  ``Waited(outputs, report, timed_out, max_wait_minutes)`` says how it ended.
+- ``poll_outputs(site, outputs) -> PollReport`` — one such poll.
 - ``poll_tree(site, directory, expected, *, anomalies=(), failure_logs=None) -> PollReport`` —
   ``poll_files`` for exact names in sub-directories (``{run}/hist{run}_{id}.root``), ONE command.
 - ``run_fields(report, base) -> dict`` — ``base`` with the sorted ``runs_complete`` /
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +36,48 @@ from steps.step_log import step_logger
 if TYPE_CHECKING:
     from steps.remote.site import RemoteSite
 
-__all__ = ["poll_outputs", "poll_tree", "run_fields", "wait_for_outputs"]
+__all__ = [
+    "ExpectedOutputs",
+    "Waited",
+    "poll_outputs",
+    "poll_tree",
+    "run_fields",
+    "wait_for_outputs",
+]
+
+
+@dataclass(frozen=True)
+class ExpectedOutputs:
+    """What a wait looks for in ``directory``, per run (keys: run numbers as text).
+
+    ``expected``: the outputs the run's jobs must leave (present, non-empty);
+    ``failure_logs``: where a failure line shows; ``end_markers``: names whose presence
+    means the run's jobs ended; ``job_files``: the names the batch system knows the jobs by,
+    asked about through ``jobs_file``; ``anomalies``: files that must not appear; ``tree``:
+    names in sub-directories (``poll_tree``). Why one object: a batch step's first look on
+    a retry, its wait and the judgement after it (``steps.wait_failures.require_complete``)
+    must see the runs alike.
+    """
+
+    directory: str
+    expected: Mapping[str, list[str]]
+    failure_logs: Mapping[str, list[str]] | None = None
+    end_markers: Mapping[str, Sequence[str]] | None = None
+    jobs_file: str | None = None
+    job_files: Mapping[str, Sequence[str]] | None = None
+    anomalies: Sequence[str] = ()
+    tree: bool = False
+
+
+@dataclass(frozen=True)
+class Waited:
+    """How a wait for ``outputs`` ended: its last report, whether it hit its limit, and the
+    limit."""
+
+    outputs: ExpectedOutputs
+    report: PollReport
+    timed_out: bool
+    max_wait_minutes: float
 
 
 def poll_tree(
@@ -126,47 +170,28 @@ def _rel_name(value: str) -> str:
 
 def wait_for_outputs(
     site: RemoteSite,
-    directory: str,
-    expected: Mapping[str, list[str]],
+    outputs: ExpectedOutputs,
     *,
-    anomalies: Sequence[str] = (),
-    failure_logs: Mapping[str, list[str]] | None = None,
     max_wait_minutes: float,
     poll_seconds: float,
-    stop_on_anomaly: bool = True,
     stop_when_only_failed: bool = True,
-    end_markers: Mapping[str, Sequence[str]] | None = None,
-    tree: bool = False,
-    jobs_file: str | None = None,
-    job_files: Mapping[str, Sequence[str]] | None = None,
-) -> tuple[PollReport, bool]:
+) -> Waited:
     """Poll all runs with one remote command per cycle until complete or the limit passes.
 
-    Returns ``(last report, timed_out)``. It returns early, with ``timed_out`` False, when an
-    anomaly file appears (``stop_on_anomaly``) or when every incomplete run is known to have
-    failed (``run_failures``) or to be held by the batch system, in two consecutive cycles —
-    nothing left to wait for (``stop_when_only_failed``). ``max_wait_minutes=0`` polls
-    exactly once. ``tree=True`` polls with ``poll_tree`` (names in sub-directories).
-    ``jobs_file`` + ``job_files`` (run → job file names): the same command asks the batch
-    system for the jobs' states (``apply_job_states``).
+    ``timed_out`` is False when it returns early: when one of ``outputs.anomalies`` appears,
+    or when every incomplete run is known to have failed (``run_failures``) or to be held by
+    the batch system, in two consecutive cycles — nothing left to wait for
+    (``stop_when_only_failed``). ``max_wait_minutes=0`` polls exactly once.
     """
     log = step_logger()
+    directory = outputs.directory
     deadline = time.monotonic() + max(0.0, max_wait_minutes) * 60.0
-    total = len(expected)
+    total = len(outputs.expected)
     last_done = -1
     was_all_failed = False
     warned_batch = False
     while True:
-        report = poll_outputs(
-            site,
-            directory,
-            expected,
-            anomalies=anomalies,
-            failure_logs=failure_logs,
-            tree=tree,
-            jobs_file=jobs_file,
-            job_files=job_files,
-        )
+        report = poll_outputs(site, outputs)
         if report.batch is not None and not report.batch.ok and not warned_batch:
             log.warning("batch query failed (%s): judging by files only", report.batch.error)
             warned_batch = True
@@ -175,17 +200,17 @@ def wait_for_outputs(
             log.info("%d/%d runs complete in %s", done, total, directory)
             last_done = done
         if not report.incomplete:
-            return report, False
-        if stop_on_anomaly and report.anomalies:
+            return Waited(outputs, report, False, max_wait_minutes)
+        if report.anomalies:
             log.warning("anomaly in %s: %s", directory, ", ".join(report.anomalies))
-            return report, False
+            return Waited(outputs, report, False, max_wait_minutes)
         if stop_when_only_failed:
-            failures = run_failures(report, end_markers)
+            failures = run_failures(report, outputs.end_markers)
             ended = set(failures) | set(held_runs(report))
             all_failed = all(str(r) in ended for r in report.incomplete)
             if all_failed and was_all_failed:
                 log.warning("runs failed in %s: %s", directory, failures)
-                return report, False
+                return Waited(outputs, report, False, max_wait_minutes)
             was_all_failed = all_failed
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -197,36 +222,27 @@ def wait_for_outputs(
                 max_wait_minutes,
                 ", ".join(map(str, report.incomplete)),
             )
-            return report, True
+            return Waited(outputs, report, True, max_wait_minutes)
         pause = min(poll_seconds, remaining)
         if was_all_failed:  # confirm a failure quickly instead of after a full poll period
             pause = min(pause, 1.0)
         time.sleep(pause)
 
 
-def poll_outputs(
-    site: RemoteSite,
-    directory: str,
-    expected: Mapping[str, Sequence[str]],
-    *,
-    anomalies: Sequence[str] = (),
-    failure_logs: Mapping[str, Sequence[str]] | None = None,
-    tree: bool = False,
-    jobs_file: str | None = None,
-    job_files: Mapping[str, Sequence[str]] | None = None,
-) -> PollReport:
+def poll_outputs(site: RemoteSite, outputs: ExpectedOutputs) -> PollReport:
     """One poll (ONE remote command): files, failure lines and, with ``jobs_file``, the
     batch system's job states folded in (``apply_job_states``)."""
-    poll = partial(poll_tree, site) if tree else site.poll_files
+    poll = partial(poll_tree, site) if outputs.tree else site.poll_files
+    logs = outputs.failure_logs
     report = poll(
-        directory,
-        {k: list(v) for k, v in expected.items()},
-        anomalies=list(anomalies),
-        failure_logs={k: list(v) for k, v in failure_logs.items()} if failure_logs else None,
-        jobs_file=jobs_file,
+        outputs.directory,
+        {k: list(v) for k, v in outputs.expected.items()},
+        anomalies=list(outputs.anomalies),
+        failure_logs={k: list(v) for k, v in logs.items()} if logs else None,
+        jobs_file=outputs.jobs_file,
     )
-    if jobs_file and job_files is not None:
-        apply_job_states(report, job_files)
+    if outputs.jobs_file and outputs.job_files is not None:
+        apply_job_states(report, outputs.job_files)
     return report
 
 

@@ -16,18 +16,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from steps.batch_jobs import step_jobs_file, submit_genjob, submit_once
+from steps.batch_jobs import resubmit_runs, step_jobs_file, submit_genjob
+from steps.cumulative import append_run_lines
 from steps.declare import declare
 from steps.file_records import FileSpec, file_records
 from steps.job_states import run_failures
-from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
+from steps.output_waits import ExpectedOutputs, poll_outputs, run_fields, wait_for_outputs
 from steps.remote.site import RemoteSite
 from steps.remote.validate import q, qpath
 from steps.reports import date_pdf
 from steps.results import StepResult
 from steps.runs_dates import check_inputs
 from steps.step_log import fail, step_logger
-from steps.wait_failures import fail_incomplete, missing_job_files
+from steps.wait_failures import missing_job_files, require_complete
 
 IST_VALUE = 15000000
 IST_FIELDS = ("interval_From_DB", "interval_before_sorting", "interval_after_sorting")
@@ -98,7 +99,6 @@ def first_jobs(
     date_dir = f"{paths.inj}/{date}"
     base: dict[str, Any] = {"date": date, "round": round}
     data: dict[str, Any] = {"total_runs": len(runs)}
-    log = step_logger()
 
     sub = None
     if submit_job:
@@ -137,53 +137,42 @@ def first_jobs(
             **base,
         )
 
-    expected = {str(r): _outputs(site, r) for r in runs}
     logs = {str(r): _logs(r) for r in runs}
-    batch = {
-        "jobs_file": step_jobs_file(site, run_key, "1_1"),
-        "job_files": {str(r): [_job_file(r)] for r in sorted(set(runs) | set(job_runs))},
-    }
+    outputs = ExpectedOutputs(
+        date_dir,
+        expected={str(r): _outputs(site, r) for r in runs},
+        failure_logs=logs,
+        end_markers=logs,
+        jobs_file=step_jobs_file(site, run_key, "1_1"),
+        job_files={str(r): [_job_file(r)] for r in sorted(set(runs) | set(job_runs))},
+        anomalies=[ANOMALY_FILE],
+    )
 
     # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.
     if sub is not None and not sub.started:
-        report = poll_outputs(
-            site, date_dir, expected, anomalies=[ANOMALY_FILE], failure_logs=logs, **batch
+        failed = run_failures(poll_outputs(site, outputs), logs)
+        resubmitted = resubmit_runs(
+            site,
+            failed,
+            run_key=run_key,
+            step="1_1",
+            command=lambda r: f"boss.condor -g offlinerun {q(_job_file(r))}",
+            cwd=date_dir,
+            cleanup=lambda r: (
+                f"cd {qpath(date_dir)} && rm -f -- " + " ".join(q(n) for n in _outputs(site, r)[1:])
+            ),
+            timeout=genjob_timeout_minutes * MIN,
+            round=round,
         )
-        failed = run_failures(report, logs)
-        resubmitted = []
-        for r in sorted(int(x) for x in failed):
-            again = submit_once(
-                site,
-                run_key=run_key,
-                step="1_1",
-                purpose=f"resub-{r}",
-                command=f"boss.condor -g offlinerun {q(_job_file(r))}",
-                cwd=date_dir,
-                timeout=genjob_timeout_minutes * MIN,
-                cleanup=f"cd {qpath(date_dir)} && rm -f -- "
-                + " ".join(q(n) for n in _outputs(site, r)[1:]),
-                new_attempt=True,
-                round=round,
-            )
-            log.warning("run %s had failed (%s): resubmitted as %s", r, failed[str(r)], again.key)
-            resubmitted.append({"run": r, "reason": failed[str(r)], "key": again.key})
         if resubmitted:
-            data["resubmitted"] = resubmitted
+            data["resubmitted"] = [
+                {"run": r, "reason": why, "key": resub.key} for r, why, resub in resubmitted
+            ]
 
-    report, timed_out = wait_for_outputs(
-        site,
-        date_dir,
-        expected,
-        anomalies=[ANOMALY_FILE],
-        failure_logs=logs,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        end_markers=logs,
-        **batch,
+    waited = wait_for_outputs(
+        site, outputs, max_wait_minutes=max_wait_minutes, poll_seconds=poll_seconds
     )
-    fields = run_fields(report, base)
-    incomplete = fields["runs_incomplete"]
-    if report.anomalies:
+    if waited.report.anomalies:
         fail(
             step,
             1112,
@@ -193,24 +182,9 @@ def first_jobs(
                 "anomaly_file": ANOMALY_FILE,
                 "requires_manual_intervention": True,
             },
-            **fields,
+            **run_fields(waited.report, base),
         )
-    if incomplete:
-        fail_incomplete(
-            site,
-            step,
-            report,
-            directory=date_dir,
-            logs=logs,
-            end_markers=logs,
-            crash_code=1114,
-            timeout_code=1111,
-            timed_out=timed_out,
-            max_wait_minutes=max_wait_minutes,
-            total=len(runs),
-            data=data,
-            **fields,
-        )
+    fields = require_complete(site, step, waited, data, crash_code=1114, timeout_code=1111, **base)
     files = file_records(
         site, [FileSpec(f"{date_dir}/{n}", r, "output") for r in runs for n in _outputs(site, r)]
     )
@@ -408,26 +382,8 @@ def ist_check(
             data={**data, "requires_manual_intervention": True},
             **base,
         )
-    qi = qpath(interval)
-    parts = [
-        f"touch -- {qi} || exit 4",
-        # a file not ending in a newline would glue our first line onto its last one
-        f'if [ -s {qi} ] && [ -n "$(tail -c1 -- {qi})" ]; then echo >> {qi}; fi',
-    ]
-    for r in runs:
-        line_re = q(f"^[[:space:]]*{r}[[:space:]]+{IST_VALUE}[[:space:]]*$")
-        parts.append(
-            f"if grep -qE {line_re} -- {qi}; then echo '::have:: {r}'; "
-            f"elif echo {q(f'{r} {IST_VALUE}')} >> {qi}; then echo '::added:: {r}'; "
-            "else exit 4; fi"
-        )
-    parts.append("echo '::lines::'")
-    any_run = q("^[[:space:]]*(" + "|".join(str(r) for r in runs) + ")[[:space:]]")
-    parts.append(f"grep -E {any_run} -- {qi} || true")
-    res = site.run("; ".join(parts))
-    added = [int(x.split()[1]) for x in res.stdout.splitlines() if x.startswith("::added:: ")]
-    have = [int(x.split()[1]) for x in res.stdout.splitlines() if x.startswith("::have:: ")]
-    lines = res.stdout.split("::lines::\n", 1)[-1].splitlines() if "::lines::" in res.stdout else []
+    appended = append_run_lines(site, interval, runs, IST_VALUE)
+    added, have, lines = appended.added, appended.present, appended.lines
     other = sorted(
         {
             ln.strip()
@@ -439,6 +395,7 @@ def ist_check(
     if other:
         data["other_interval_lines"] = other
         step_logger().warning("interval.txt also has other values for these runs: %s", other)
+    res = appended.result
     if not res.ok or sorted(added + have) != runs:
         fail(
             step,

@@ -14,18 +14,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from steps.batch_jobs import latest_attempt, step_jobs_file, submit_genjob, submit_once
+from steps.batch_jobs import (
+    exit_failure,
+    latest_attempt,
+    step_jobs_file,
+    submit_genjob,
+    submit_once,
+)
 from steps.declare import declare
 from steps.file_records import FileSpec, file_records
 from steps.job_states import run_failures
-from steps.output_waits import poll_outputs, run_fields, wait_for_outputs
+from steps.output_waits import ExpectedOutputs, poll_outputs, run_fields, wait_for_outputs
 from steps.remote.site import FAILURE_REGEX, PollReport, RemoteSite
 from steps.remote.validate import q, qpath
 from steps.reports import date_pdf
 from steps.results import StepResult
 from steps.runs_dates import check_inputs
 from steps.step_log import fail, step_logger
-from steps.wait_failures import fail_incomplete, missing_job_files
+from steps.wait_failures import missing_job_files, require_complete
 
 MIN = 60.0
 JOB_PATH_RE = re.compile(r"^\./(\d+)/rec(\d+)_(\d+)$")
@@ -168,20 +174,20 @@ def second_jobs(
             **base,
         )
     data["jobs"] = sum(len(jobs[r]) for r in runs)
-    expected = {str(r): [n for i in jobs[r] for n in _job_outputs(r, i)] for r in runs}
-    failure_logs = {str(r): [p for i in jobs[r] for p in (_err(r, i), _log(r, i))] for r in runs}
-    end_markers = {str(r): [_log(r, i) for i in jobs[r]] for r in runs}
-    batch = {
-        "jobs_file": step_jobs_file(site, run_key, "2_1"),
-        "job_files": {str(r): [_job(r, i) for i in ids] for r, ids in jobs.items()},
-    }
+    outputs = ExpectedOutputs(
+        date_dir,
+        expected={str(r): [n for i in jobs[r] for n in _job_outputs(r, i)] for r in runs},
+        failure_logs={str(r): [p for i in jobs[r] for p in (_err(r, i), _log(r, i))] for r in runs},
+        end_markers={str(r): [_log(r, i) for i in jobs[r]] for r in runs},
+        jobs_file=step_jobs_file(site, run_key, "2_1"),
+        job_files={str(r): [_job(r, i) for i in ids] for r, ids in jobs.items()},
+        tree=True,
+    )
 
     # A retry of this flow run: resubmit, one by one, only the jobs known to have failed.
     if sub is not None and not sub.started:
-        report = poll_outputs(
-            site, date_dir, expected, failure_logs=failure_logs, tree=True, **batch
-        )
-        failed_runs = sorted(int(r) for r in run_failures(report, end_markers))
+        report = poll_outputs(site, outputs)
+        failed_runs = sorted(int(r) for r in run_failures(report, outputs.end_markers))
         resubmitted = []
         for (r, i), why in sorted(_failed_jobs(site, date_dir, report, jobs, failed_runs).items()):
             run_dir = f"{date_dir}/{r}"
@@ -204,35 +210,13 @@ def second_jobs(
         if resubmitted:
             data["resubmitted"] = resubmitted
 
-    report, timed_out = wait_for_outputs(
-        site,
-        date_dir,
-        expected,
-        failure_logs=failure_logs,
-        max_wait_minutes=max_wait_minutes,
-        poll_seconds=poll_seconds,
-        end_markers=end_markers,
-        tree=True,
-        **batch,
+    waited = wait_for_outputs(
+        site, outputs, max_wait_minutes=max_wait_minutes, poll_seconds=poll_seconds
     )
-    fields = run_fields(report, base)
-    incomplete = fields["runs_incomplete"]
-    if incomplete:
-        fail_incomplete(
-            site,
-            step,
-            report,
-            directory=date_dir,
-            logs={str(r): _suspect_logs(report, r, jobs[r]) for r in runs},
-            end_markers=end_markers,
-            crash_code=2108,
-            timeout_code=2106,
-            timed_out=timed_out,
-            max_wait_minutes=max_wait_minutes,
-            total=len(runs),
-            data=data,
-            **fields,
-        )
+    suspects = {str(r): _suspect_logs(waited.report, r, jobs[r]) for r in runs}
+    fields = require_complete(
+        site, step, waited, data, crash_code=2108, timeout_code=2106, logs=suspects, **base
+    )
     files = file_records(
         site,
         [FileSpec(f"{date_dir}/{r}/hist{r}_{i}.root", r, "output") for r in runs for i in jobs[r]],
@@ -325,13 +309,7 @@ def merge_hist(
         d = sub.detached
         data.update(key=sub.key, attempt=sub.attempt, output=(d.stdout or "")[-2000:])
         if d.exit_code != 0:
-            fail(
-                step,
-                2200,
-                f"mergeHist.sh failed (exit {d.exit_code}): {(d.stderr or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
+            fail(step, 2200, exit_failure("mergeHist.sh", d, stdout_too=False), data=data, **base)
     data["skipped"] = skipped
     files = file_records(site, [FileSpec(f"{paths.hist}/hist{r}.root", r, "output") for r in runs])
     sizes = {rec.run: rec.size for rec in files}
@@ -363,6 +341,12 @@ def merge_hist(
 # --------------------------------------------------------------------------- 2.3
 
 
+def _runs_without_hist(site: RemoteSite, hist: str, runs: list[int]) -> list[int]:
+    """Runs whose ``HIST/hist{run}.root`` (2.2's output) is missing or empty: one poll."""
+    probe = site.poll_files(hist, {str(r): [f"hist{r}.root"] for r in runs})
+    return sorted(int(r) for r in probe.incomplete)
+
+
 def draw_pngs(
     site: RemoteSite,
     *,
@@ -380,8 +364,7 @@ def draw_pngs(
     runs = check_inputs(step, site, round, date, run_key)
     hist = site.paths(round).hist
     base: dict[str, Any] = {"date": date, "round": round}
-    probe = site.poll_files(hist, {str(r): [f"hist{r}.root"] for r in runs})
-    no_hist = sorted(int(r) for r in probe.incomplete)
+    no_hist = _runs_without_hist(site, hist, runs)
     if no_hist:
         fail(
             step,
@@ -405,13 +388,7 @@ def draw_pngs(
     d = sub.detached
     data = {"key": sub.key, "attempt": sub.attempt, "output": (d.stdout or "")[-2000:]}
     if d.exit_code != 0:
-        fail(
-            step,
-            2300,
-            f"01go.sh failed (exit {d.exit_code}): {(d.stderr or '').strip()[-300:]}",
-            data=data,
-            **base,
-        )
+        fail(step, 2300, exit_failure("01go.sh", d, stdout_too=False), data=data, **base)
     return StepResult(
         step=step,
         message=f"01go.sh ran in HIST ({'started' if sub.started else 're-attached'})",
@@ -437,8 +414,7 @@ def wait_check_pngs(
     runs = check_inputs(step, site, round, date, run_key)
     hist = site.paths(round).hist
     base: dict[str, Any] = {"date": date, "round": round}
-    probe = site.poll_files(hist, {str(r): [f"hist{r}.root"] for r in runs})
-    no_hist = sorted(int(r) for r in probe.incomplete)
+    no_hist = _runs_without_hist(site, hist, runs)
     if no_hist:
         fail(
             step,
@@ -447,15 +423,14 @@ def wait_check_pngs(
             runs_incomplete=no_hist,
             **base,
         )
-    report, timed_out = wait_for_outputs(
+    waited = wait_for_outputs(
         site,
-        hist,
-        {str(r): [f"check{r}.png"] for r in runs},
+        ExpectedOutputs(hist, {str(r): [f"check{r}.png"] for r in runs}),
         max_wait_minutes=max_wait_minutes,
         poll_seconds=poll_seconds,
         stop_when_only_failed=False,
     )
-    fields = run_fields(report, base)
+    fields = run_fields(waited.report, base)
     incomplete = fields["runs_incomplete"]
     if incomplete:
         fail(
@@ -463,7 +438,7 @@ def wait_check_pngs(
             2402,
             f"check PNGs of {len(incomplete)}/{len(runs)} runs not there within "
             f"{max_wait_minutes} min: {incomplete}",
-            data={"timed_out": timed_out},
+            data={"timed_out": waited.timed_out},
             **fields,
         )
     files = file_records(site, [FileSpec(f"{hist}/check{r}.png", r, "verified") for r in runs])

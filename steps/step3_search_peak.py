@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from steps.batch_jobs import submit_once
 from steps.batch_stage import JobStage, run_stage
-from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
+from steps.cumulative import append_with_script, dedupe_command, read_lines
 from steps.declare import declare
 from steps.file_records import FileSpec, file_records
 from steps.remote.site import RemoteSite
@@ -55,7 +54,7 @@ def search_peak_jobs(
     genjob_timeout_minutes: float = 30,
 ) -> StepResult:
     """Step 3.1: submit the search-peak jobs once and wait for a non-empty shield file per run."""
-    result, _ = run_stage(
+    return run_stage(
         SEARCH_PEAK,
         site,
         date=date,
@@ -66,7 +65,6 @@ def search_peak_jobs(
         poll_seconds=poll_seconds,
         genjob_timeout_minutes=genjob_timeout_minutes,
     )
-    return result
 
 
 # --------------------------------------------------------------------------- 3.2
@@ -90,17 +88,17 @@ def run_add_script(
     log = step_logger()
     names = [f"shield_run{r}.txt" for r in runs]
     try:
-        per_file, window = read_lines(site, directory, names, "window.dat")
+        lines = read_lines(site, directory, names, "window.dat")
     except FileNotFoundError:
         fail(step, 3200, f"{directory} does not exist", **base)
-    missing = sorted(r for r, n in zip(runs, names, strict=True) if per_file[n] is None)
-    mine = window_lines(per_file)
+    missing = sorted(r for r, n in zip(runs, names, strict=True) if lines.per_file[n] is None)
+    mine = lines.mine
     data: dict[str, Any] = {
         "shield_runs_missing": missing,
         "window_lines_of_date": mine,
-        "window_lines_before": len(window or []),
+        "window_lines_before": len(lines.target or []),
         # parsed here, where the file is read: the physics summary reads these numbers
-        "windows": {str(r): w for r, w in parse_window_lines(mine).items()},
+        "windows": lines.windows(),
     }
     if len(missing) == len(runs):
         fail(
@@ -111,33 +109,23 @@ def run_add_script(
             data=data,
             **base,
         )
-    present = set(window or [])
-    already = bool(mine) and all(ln in present for ln in mine)
+    already = lines.all_present
     data["already_present"] = already
     if already:
         log.info("3.2: the %d window lines of %s are already in window.dat", len(mine), date)
     else:
-        sub = submit_once(
+        append_with_script(
             site,
+            step,
+            "add.sh",
+            data,
+            code=3200,
             run_key=run_key,
-            step="3_2",
-            purpose="add",
-            command="./add.sh",
-            cwd=directory,
+            directory=directory,
             timeout=script_timeout_minutes * MIN,
-            env=False,
-            poll=max(0.05, min(poll_seconds, 2.0)),
+            poll_seconds=poll_seconds,
+            **base,
         )
-        data.update(add_key=sub.key, add_started=sub.started)
-        d = sub.detached
-        if d.exit_code != 0:
-            fail(
-                step,
-                3200,
-                f"add.sh failed (exit {d.exit_code}): {(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
     clean = (
         f"cd {qpath(directory)} || exit 3; "
         "sed '/^[0-9]\\+$/d' window.dat > window.dat.tmp && mv window.dat.tmp window.dat "

@@ -67,7 +67,7 @@ def check_shield_jobs(
     ``data["png_runs"]`` lists the runs that drew the four plots (topup runs); the others
     drew none, which is normal for non-topup data.
     """
-    result, _ = run_stage(
+    result = run_stage(
         CHECK_SHIELD,
         site,
         date=date,

@@ -26,9 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from steps.batch_jobs import submit_once
 from steps.batch_stage import JobStage, run_stage
-from steps.cumulative import dedupe_command, parse_window_lines, read_lines, window_lines
+from steps.cumulative import append_with_script, dedupe_command, read_lines
 from steps.declare import declare
 from steps.file_records import FileSpec, file_records
 from steps.remote.site import RemoteSite
@@ -85,7 +84,7 @@ def ets_cut_jobs(
 ) -> StepResult:
     """Step 5.1: submit the ETS-cut jobs once; wait for both plots of every run."""
     stage = replace(ETS_CUT, optional_outputs=(site.settings.shield_file_pattern, "run{run}.root"))
-    result, _ = run_stage(
+    result = run_stage(
         stage,
         site,
         date=date,
@@ -193,12 +192,14 @@ def run_add_shield(
     pattern = site.settings.shield_file_pattern
     names = [site.settings.shield_file(r) for r in runs]
     try:
-        per_file, ets = read_lines(site, directory, names, "ets_cut.txt")
+        lines = read_lines(site, directory, names, "ets_cut.txt")
         evidence = topup_evidence(site, round, runs)
     except FileNotFoundError:
         fail(step, 5200, f"{directory} does not exist", **base)
-    with_shield = sorted(r for r, n in zip(runs, names, strict=True) if per_file[n] is not None)
-    mine = window_lines(per_file)
+    with_shield = sorted(
+        r for r, n in zip(runs, names, strict=True) if lines.per_file[n] is not None
+    )
+    mine = lines.mine
     data: dict[str, Any] = {
         "shield_runs": with_shield,
         "shield_file_pattern": pattern,
@@ -206,9 +207,9 @@ def run_add_shield(
         "topup_runs": evidence.topup_runs,
         "ets_window_runs": evidence.ets_window_runs,
         "ets_lines_of_date": mine,
-        "ets_lines_before": len(ets or []),
+        "ets_lines_before": len(lines.target or []),
         # parsed here, where the file is read: the physics summary reads these numbers
-        "ets_cuts": {str(r): w for r, w in parse_window_lines(mine).items()},
+        "ets_cuts": lines.windows(),
     }
     without = sorted(set(evidence.ets_window_runs) - set(with_shield))
     if (evidence.topup_runs and not with_shield) or without:
@@ -232,31 +233,21 @@ def run_add_shield(
             data={**data, "appended": False},
             **base,
         )
-    already = bool(mine) and all(ln in set(ets or []) for ln in mine)
+    already = lines.all_present
     data["already_present"] = already
     if not already:
-        sub = submit_once(
+        append_with_script(
             site,
+            step,
+            "add_shield.sh",
+            data,
+            code=5200,
             run_key=run_key,
-            step="5_2",
-            purpose="add_shield",
-            command="./add_shield.sh",
-            cwd=directory,
+            directory=directory,
             timeout=script_timeout_minutes * MIN,
-            env=False,
-            poll=max(0.05, min(poll_seconds, 2.0)),
+            poll_seconds=poll_seconds,
+            **base,
         )
-        data.update(add_key=sub.key, add_started=sub.started)
-        d = sub.detached
-        if d.exit_code != 0:
-            fail(
-                step,
-                5200,
-                f"add_shield.sh failed (exit {d.exit_code}): "
-                f"{(d.stderr or d.stdout or '').strip()[-300:]}",
-                data=data,
-                **base,
-            )
         res = site.run(
             f"cd {qpath(directory)} || exit 3; {dedupe_command(names, 'ets_cut.txt')}; "
             "wc -l < ets_cut.txt"

@@ -43,7 +43,7 @@ def check_ets_cut_jobs(
     genjob_timeout_minutes: float = 30,
 ) -> StepResult:
     """Step 6.1: submit the check jobs once; wait for ``run{run}.png`` and ``.root``."""
-    result, _ = run_stage(
+    return run_stage(
         CHECK_ETS_CUT,
         site,
         date=date,
@@ -54,7 +54,6 @@ def check_ets_cut_jobs(
         poll_seconds=poll_seconds,
         genjob_timeout_minutes=genjob_timeout_minutes,
     )
-    return result
 
 
 def merge_ets_checkall(

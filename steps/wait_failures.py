@@ -8,6 +8,9 @@ at the limit give the step's retryable timeout code. Every batch step ends its w
   timeout_code, timed_out, max_wait_minutes, total, data, **fields) -> NoReturn`` — the
   classification of an incomplete wait: crash → ``crash_code`` (manual, with
   ``crash_evidence``), held → 110 (manual), else ``timeout_code`` (retry).
+- ``require_complete(site, step, waited, data, *, crash_code, timeout_code, logs=None,
+  **base) -> dict`` — a batch step's verdict on its wait: the result fields (``base`` with
+  the runs) when every run is complete, else ``fail_incomplete``.
 - ``crash_evidence(site, directory, logs) -> {run: ["log: line", ...]}`` — ONE command.
 - ``missing_job_files(runs, without, found) -> JobFileGap`` — the evidence for runs without
   a job file (names found, run numbers cut by the site's script).
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from steps.job_states import held_runs, run_failures, running_runs
+from steps.output_waits import Waited, run_fields
 from steps.remote import validate
 from steps.remote.polling import FAILURE_REGEX, PollReport, relative_name
 from steps.remote.validate import q, qpath
@@ -28,7 +32,13 @@ from steps.step_log import fail
 if TYPE_CHECKING:
     from steps.remote.site import RemoteSite
 
-__all__ = ["JobFileGap", "crash_evidence", "fail_incomplete", "missing_job_files"]
+__all__ = [
+    "JobFileGap",
+    "crash_evidence",
+    "fail_incomplete",
+    "missing_job_files",
+    "require_complete",
+]
 
 # The lines shown as evidence of a crash: the failure patterns first, then error-looking
 # lines, else the end of the log.
@@ -157,6 +167,44 @@ def fail_incomplete(
         data=info,
         **fields,
     )
+
+
+def require_complete(
+    site: RemoteSite,
+    step: str,
+    waited: Waited,
+    data: dict[str, Any],
+    *,
+    crash_code: int,
+    timeout_code: int,
+    logs: Mapping[str, Sequence[str]] | None = None,
+    **base: Any,
+) -> dict[str, Any]:
+    """The result fields (``run_fields``) of a wait that left no run incomplete; otherwise
+    fail here with the code for what happened (``fail_incomplete``).
+
+    ``logs``: the logs to show as crash evidence, when not every failure log is worth it
+    (step 2.1); by default the wait's ``failure_logs``.
+    """
+    fields = run_fields(waited.report, base)
+    if fields["runs_incomplete"]:
+        outputs = waited.outputs
+        fail_incomplete(
+            site,
+            step,
+            waited.report,
+            directory=outputs.directory,
+            logs=(outputs.failure_logs or {}) if logs is None else logs,
+            end_markers=outputs.end_markers,
+            crash_code=crash_code,
+            timeout_code=timeout_code,
+            timed_out=waited.timed_out,
+            max_wait_minutes=waited.max_wait_minutes,
+            total=len(outputs.expected),
+            data=data,
+            **fields,
+        )
+    return fields
 
 
 @dataclass
