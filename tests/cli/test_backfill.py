@@ -109,6 +109,7 @@ def test_backfill_runs_each_date_after_the_other(
         flows = {client.read_flow(c.flow_id).name for c in children}
     assert backfill.state_name == "Completed"
     assert backfill.parameters["round"] == ROUND and backfill.parameters["dates"] == "240621,240622"
+    assert backfill.parameters.get("propose_submission", True) is True  # the default proposes
     # One topup-standard run per date, oldest first, the second started after the first ended.
     assert flows == {"topup-standard"}
     children.sort(key=lambda r: r.start_time)  # type: ignore[arg-type, return-value]

@@ -229,6 +229,9 @@ def test_backfill_children_are_tasks_of_the_backfills_user(
                 "0.2",
                 "--max-wait-minutes",
                 "2",
+                # Other tests of this stack may have verified every date of round18 (a date's
+                # steps count from earlier runs): a proposed submission would wait for approval.
+                "--no-submission",
                 "--no-watch",
                 "--api-url",
                 stack.api_url,
@@ -315,6 +318,8 @@ def test_backfill_children_are_tasks_of_the_backfills_user(
         wait_for(backfill_ended, timeout=120, what="the backfill's end")
     except AssertionError as exc:  # say where it stood
         raise AssertionError(f"{exc}; last progress: {seen}") from None
+    with stack.sync_client() as client:  # --no-submission reached the flow run
+        assert client.read_flow_run(UUID(parent)).parameters["propose_submission"] is False
 
     # a second backfill: its child is cancelled through the API while it runs
     sim.set_faults(**SIM_FAST, slow={"genJob.sh": 30.0})

@@ -86,6 +86,14 @@ def backfill(
     approved_by: Annotated[str | None, typer.Option(help="Recorded approver")] = None,
     poll_seconds: Annotated[float | None, typer.Option(help="Batch polling interval")] = None,
     max_wait_minutes: Annotated[float | None, typer.Option(help="Batch wait limit")] = None,
+    submission: Annotated[
+        bool,
+        typer.Option(
+            "--submission/--no-submission",
+            help="At the end, once every date of the round is verified, propose the round's "
+            "database submission (it waits for an operator's approval of each part)",
+        ),
+    ] = True,
     watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Follow the dates")] = True,
     timeout: Annotated[float, typer.Option(help="Stop following after this many seconds")] = 7
     * 86400,
@@ -109,6 +117,8 @@ def backfill(
         poll_seconds=poll_seconds,
         max_wait_minutes=max_wait_minutes,
     )
+    if not submission:
+        params["propose_submission"] = False
     # As `run` does: refused here (exit 2) instead of a flow run that fails at its start.
     check_params(definition_of_workflow("backfill", None), params)
     if dates:  # the dates asked for by name; the flow itself skips processed ones
