@@ -51,14 +51,7 @@ class ArtifactSender:
     # ------------------------------------------------------------------ submit
     def create(self, artifact: Artifact, then: Callable[[UUID], None] | None = None) -> None:
         """Queue the creation of ``artifact`` for this flow run; ``then`` gets its id."""
-        request = ArtifactCreate(
-            type=artifact.type,
-            key=artifact.key,
-            description=artifact.description,
-            flow_run_id=artifact.flow_run_id or self.flow_run_id,
-            task_run_id=artifact.task_run_id,
-            data=artifact.format(_sync=True),  # type: ignore[call-arg]  # formatted now
-        )
+        request = self._request(artifact)  # formatted now
 
         def job(client: Any) -> None:
             created = client.create_artifact(request)
@@ -66,6 +59,26 @@ class ArtifactSender:
                 then(created.id)
 
         self.submit(f"create {artifact.type} artifact {artifact.key}", job)
+
+    def create_built(self, what: str, build: Callable[[], list[Artifact]]) -> None:
+        """Queue artifacts that are costly to make (a drawn picture): ``build`` runs in the
+        thread, so the steps do not wait for it; what it reads is as of when it runs."""
+
+        def job(client: Any) -> None:
+            for artifact in build():
+                client.create_artifact(self._request(artifact))
+
+        self.submit(what, job)
+
+    def _request(self, artifact: Artifact) -> ArtifactCreate:
+        return ArtifactCreate(
+            type=artifact.type,
+            key=artifact.key,
+            description=artifact.description,
+            flow_run_id=artifact.flow_run_id or self.flow_run_id,
+            task_run_id=artifact.task_run_id,
+            data=artifact.format(_sync=True),  # type: ignore[call-arg]
+        )
 
     def update(self, artifact_id: Callable[[], UUID | None], data: Any, description: str) -> None:
         """Queue an update; ``artifact_id`` is read in the thread (set by an earlier job)."""

@@ -109,31 +109,41 @@ def trends_markdown(trends: physics.RoundTrends, image: str | None) -> str:
 
 def publish(rec: RunRecord, trends: bool = True) -> None:
     """The date's summary artifact, and the round's trend artifact (same keys each time, so
-    the UI keeps their history)."""
+    the UI keeps their history). Drawn in the artifact thread: matplotlib takes a few hundred
+    milliseconds a picture, which the steps need not wait for."""
     if rec.date is None:
         return
-    try:
-        from store import physics_plots  # matplotlib only where a picture is drawn
+    round_, date, summary_key = rec.round, rec.date, rec.key("physics-summary")
 
-        summary = physics.date_summary(rec.round, rec.date)
-        rec.sender.create(
-            MarkdownArtifact(
-                markdown=summary_markdown(summary, data_uri(physics_plots.summary_png(summary))),
-                key=rec.key("physics-summary"),
-                description=f"physics of {rec.date}: IST, windows, ETS cuts, runs to the database",
-            )
-        )
-        if trends:
-            view = physics.round_trends(rec.round, highlight=rec.date)
-            rec.sender.create(
+    def build() -> list[MarkdownArtifact]:
+        try:
+            from store import physics_plots  # matplotlib only where a picture is drawn
+
+            summary = physics.date_summary(round_, date)
+            built = [
                 MarkdownArtifact(
-                    markdown=trends_markdown(view, data_uri(physics_plots.trends_png(view))),
-                    key=artifact_key(rec.round, "physics-trends"),
-                    description=f"{rec.round}: windows and cuts per run across dates",
+                    markdown=summary_markdown(
+                        summary, data_uri(physics_plots.summary_png(summary))
+                    ),
+                    key=summary_key,
+                    description=f"physics of {date}: IST, windows, ETS cuts, runs to the database",
                 )
-            )
-    except Exception as exc:  # a picture must never stop the procedure
-        step_logger().warning("physics summary not published: %s", type(exc).__name__)
+            ]
+            if trends:
+                view = physics.round_trends(round_, highlight=date)
+                built.append(
+                    MarkdownArtifact(
+                        markdown=trends_markdown(view, data_uri(physics_plots.trends_png(view))),
+                        key=artifact_key(round_, "physics-trends"),
+                        description=f"{round_}: windows and cuts per run across dates",
+                    )
+                )
+            return built
+        except Exception as exc:  # a picture must never stop the procedure
+            step_logger().warning("physics summary not published: %s", type(exc).__name__)
+            return []
+
+    rec.sender.create_built(f"physics summary of {date}", build)
 
 
 def after_step(rec: RunRecord, task_name: str, result: StepResult) -> None:
