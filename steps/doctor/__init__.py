@@ -9,6 +9,7 @@ it removes. Knows nothing of Prefect or HTTP (the CLI calls ``run_doctor``).
 """
 
 from steps.doctor.model import Check, DoctorReport, Status
-from steps.doctor.run import DoctorOptions, run_doctor
+from steps.doctor.options import DoctorOptions
+from steps.doctor.run import run_doctor
 
 __all__ = ["Check", "DoctorOptions", "DoctorReport", "Status", "run_doctor"]

@@ -23,7 +23,7 @@ from steps.remote.errors import DownloadError, RemoteConnectionError
 from steps.remote.site import RemoteSite
 from tests.chaos.report import record
 
-BIG = 2_500_000  # bytes: more than two SFTP read windows (steps/remote/ssh.py _WINDOW)
+BIG = 2_500_000  # bytes: more than two SFTP read windows (steps/remote/sftp.py _WINDOW)
 
 
 @pytest.fixture
