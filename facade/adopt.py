@@ -24,9 +24,10 @@ from prefect.client.schemas.objects import FlowRun
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from facade import service, workflows
+from facade import workflows
 from facade.models import AdoptedRun, Task
 from facade.prefect_gateway import GatewayError, PrefectGateway
+from facade.task_create import workflow_ref
 from facade.tokens import USER_NAME_RE
 from flows.definitions import WorkflowDefinition
 
@@ -155,7 +156,7 @@ class Adopter:
             task_name=run.name,
             workflow_name=defn.name,
             workflow_version=defn.version,
-            workflow_id=service.workflow_ref(session, defn),
+            workflow_id=workflow_ref(session, defn),
             parameters=params,
             extras={"started_by": "prefect"},
             flow_run_id=str(run.id),

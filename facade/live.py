@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from facade import legacy, service
+from facade import legacy
 from facade.models import Task
 from facade.prefect_gateway import PrefectGateway
+from facade.snapshots import snapshot
 
 log = logging.getLogger("topup.facade.live")
 
@@ -96,7 +97,7 @@ class _Watcher:
             # This event may reach us before the cache feed has seen it: read Prefect afresh
             # rather than publish a cached view from before the change.
             self.hub.gateway.cache.forget(task.flow_run_id)
-        snap = await service.snapshot(self.hub.gateway, task, history=False)
+        snap = await snapshot(self.hub.gateway, task, history=False)
         self._send(update_from(self.task_id, snap.view, cause))
         return task
 

@@ -49,6 +49,7 @@ class GatewayError(Exception):
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+T = TypeVar("T")
 
 
 def _changes_run(method: F) -> F:
@@ -228,20 +229,27 @@ class PrefectGateway:
                     del self._inflight[(kind, k)]
             done.set_result(None)
 
-    async def _page_task_runs(self, **filters: Any) -> list[TaskRun]:
-        out: list[TaskRun] = []
+    async def _every_page(self, read: Callable[[int], Awaitable[list[T]]]) -> list[T]:
+        """All of a listing, read ``page_size`` at a time (``read(offset)``) until a short
+        page: Prefect caps each read."""
+        out: list[T] = []
         offset = 0
         while True:
-            page = await self.client.read_task_runs(
+            page = await read(offset)
+            out += page
+            if len(page) < self.page_size:
+                return out
+            offset += self.page_size
+
+    async def _page_task_runs(self, **filters: Any) -> list[TaskRun]:
+        return await self._every_page(
+            lambda offset: self.client.read_task_runs(
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
                 limit=self.page_size,
                 offset=offset,
                 **filters,
             )
-            out += page
-            if len(page) < self.page_size:
-                return out
-            offset += self.page_size
+        )
 
     async def logs(
         self,
@@ -378,20 +386,15 @@ class PrefectGateway:
             else None,
         )
         flow_filter = FlowFilter(name=FlowFilterName(any_=list(flow_names))) if flow_names else None
-        out: list[FlowRun] = []
-        offset = 0
-        while True:
-            page = await self.client.read_flow_runs(
+        return await self._every_page(
+            lambda offset: self.client.read_flow_runs(
                 flow_filter=flow_filter,
                 flow_run_filter=flt,
                 sort=FlowRunSort.START_TIME_ASC,
                 limit=self.page_size,
                 offset=offset,
             )
-            out += page
-            if len(page) < self.page_size:
-                return out
-            offset += self.page_size
+        )
 
     async def task_runs_between(
         self, since: datetime, until: datetime, flow_run_ids: Sequence[str]

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from facade import downloads, legacy, outputs, redact, service
+from facade import downloads, legacy, outputs, redact
 from facade.deps import (
     GatewayDep,
     SessionDep,
@@ -29,6 +29,7 @@ from facade.errors import ApiError
 from facade.models import Task, User
 from facade.responses import LegacyJSONResponse, iso
 from facade.schemas import error_example, example
+from facade.snapshots import snapshot
 from flows import download_links
 
 router = APIRouter(prefix="/api/downloads", tags=["downloads"])
@@ -242,7 +243,7 @@ async def download_task_file(
             for lg in logs
         )
         return _text(text, f"task_{task_id}.log")
-    snap = await service.snapshot(gateway, task)
+    snap = await snapshot(gateway, task)
     lines = [
         f"{e['step_name']}\t{e['status']}\t{e['start_time']}\t{e['end_time']}\t"
         f"{e['error_details'] or e['output_summary'] or ''}"

@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from facade import legacy, outputs, service
+from facade import legacy, outputs
 from facade.deps import GatewayDep, SessionDep, UserDep, owned_task
 from facade.errors import ApiError
+from facade.execution_records import execution_records
 from facade.schemas import EXECUTION_EXAMPLE, error_example, example
+from facade.snapshots import snapshot
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
@@ -42,9 +44,7 @@ async def task_executions(
 ) -> dict[str, Any]:
     """One record per step attempt, oldest first, with the step's recorded result."""
     task = owned_task(session, user, task_id)
-    records = await service.execution_records(
-        gateway, task, request.app.state.settings.database_url
-    )
+    records = await execution_records(gateway, task, request.app.state.settings.database_url)
     return {"executions": records, "success": True, "total": len(records)}
 
 
@@ -81,7 +81,7 @@ async def execution_outputs(
         task = owned_task(session, user, task_id)
     except ApiError:
         raise ApiError(404, "Execution not found") from None
-    snap = await service.snapshot(gateway, task)
+    snap = await snapshot(gateway, task)
     found = legacy.find_execution(task, snap.defn, snap.task_runs, ordinal)
     if found is None:
         raise ApiError(404, "Execution not found")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from facade.deps import GatewayDep, SessionDep, UserDep, owned_task
-from facade.routes.tasks import task_logs_body
+from facade.routes.tasks import task_logs, task_logs_body
 from facade.schemas import LOG_EXAMPLE, LevelName, error_example, example
 
 router = APIRouter(prefix="/api/logs", tags=["logs"])
@@ -31,15 +31,13 @@ async def logs_by_query(
     return await task_logs_body(task, gateway, level, limit)
 
 
-@router.get("/{task_id}", responses=RESPONSES)
-async def logs_of_task(
-    task_id: int,
-    session: SessionDep,
-    user: UserDep,
-    gateway: GatewayDep,
-    level: LevelName | None = None,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-) -> dict[str, Any]:
-    """Newest first; ``level`` is one of debug, info, warning, error."""
-    task = owned_task(session, user, task_id)
-    return await task_logs_body(task, gateway, level, limit)
+# The same endpoint as ``GET /api/tasks/{task_id}/logs``, under this router's own name and
+# description (the operation id and summary follow the name).
+router.add_api_route(
+    "/{task_id}",
+    task_logs,
+    methods=["GET"],
+    name="logs_of_task",
+    description="Newest first; ``level`` is one of debug, info, warning, error.",
+    responses=RESPONSES,
+)

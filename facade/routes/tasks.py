@@ -8,10 +8,12 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import func
 from sqlmodel import select
 
-from facade import legacy, service
+from facade import legacy, lifecycle, resume, task_create
 from facade.deps import GatewayDep, SessionDep, UserDep, owned_task, visible_tasks_query
 from facade.errors import ApiError
+from facade.execution_records import execution_records
 from facade.models import Task
+from facade.operator_input import waiting_for
 from facade.responses import LegacyJSONResponse
 from facade.schemas import (
     EXECUTION_EXAMPLE,
@@ -24,6 +26,7 @@ from facade.schemas import (
     error_example,
     example,
 )
+from facade.snapshots import snapshot, snapshots
 from facade.tokens import USER_NAME_RE, ensure_user
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -66,7 +69,7 @@ async def create_task(
     """Create a task (nothing runs until ``/start``); parameters are validated and completed."""
     owner = _owner(session, user, body.user_id)
     extras = {"user_id": str(body.user_id)} if body.user_id is not None else {}
-    task = service.create_task(
+    task = task_create.create_task(
         session,
         owner=owner,
         workflow_name=body.workflow_name,
@@ -74,7 +77,7 @@ async def create_task(
         task_name=body.task_name,
         parameters={**extras, **body.parameters},
     )
-    snap = await service.snapshot(gateway, task)
+    snap = await snapshot(gateway, task)
     return LegacyJSONResponse(
         {
             "message": "Task created successfully",
@@ -119,11 +122,11 @@ async def list_tasks(
         count_query = select(func.count()).select_from(query.subquery())
         total = session.exec(count_query).one()
         page = list(session.exec(newest.offset(offset).limit(limit)).all())
-        snaps = await service.snapshots(gateway, page)
+        snaps = await snapshots(gateway, page)
     else:
         # Status lives in Prefect: derive it for every candidate, then page.
         everything = list(session.exec(newest).all())
-        snaps = [s for s in await service.snapshots(gateway, everything) if s.view.status == status]
+        snaps = [s for s in await snapshots(gateway, everything) if s.view.status == status]
         total = len(snaps)
         snaps = snaps[offset : offset + limit]
     return {
@@ -156,16 +159,16 @@ async def task_detail(
 ) -> dict[str, Any]:
     """Task with its executions (one per step attempt, across reruns) and parameters."""
     task = owned_task(session, user, task_id)
-    snap = await service.snapshot(gateway, task)
+    snap = await snapshot(gateway, task)
     record = snap.record()
-    record["executions"] = await service.execution_records(
+    record["executions"] = await execution_records(
         gateway, task, request.app.state.settings.database_url, snap
     )
     record["parameters"] = legacy.parameters_record(task)
     record["flow_run_history"] = list(task.flow_run_history)
     wait = None
     if snap.view.waiting_for_input and snap.flow_run is not None:
-        wait = service.waiting_for(await gateway.pause_form(snap.flow_run))
+        wait = waiting_for(await gateway.pause_form(snap.flow_run))
     record["waiting_for"] = (
         {
             "field": wait.field,
@@ -205,7 +208,7 @@ async def task_progress(
 ) -> dict[str, Any]:
     """Status and progress, read from Prefect."""
     task = owned_task(session, user, task_id)
-    snap = await service.snapshot(gateway, task, history=False)
+    snap = await snapshot(gateway, task, history=False)
     return legacy.progress_record(task, snap.view)
 
 
@@ -214,7 +217,7 @@ async def task_logs_body(
 ) -> dict[str, Any]:
     low, high = legacy.LEVEL_RANGES[level] if level else (None, None)
     logs = await gateway.logs(task.all_flow_run_ids(), limit=limit, min_level=low, max_level=high)
-    snap = await service.snapshot(gateway, task)
+    snap = await snapshot(gateway, task)
     ids = legacy.execution_ids_by_task_run(task, snap.defn, snap.task_runs)
     records = [legacy.log_record(task, lg, ids) for lg in logs]
     return {"logs": records, "success": True, "total": len(records)}
@@ -256,7 +259,7 @@ async def start_task(
 ) -> dict[str, Any]:
     """Create the task's flow run from its workflow version's deployment (body ignored)."""
     task = owned_task(session, user, task_id)
-    flow_run = await service.start(session, gateway, task)
+    flow_run = await lifecycle.start(session, gateway, task)
     request.app.state.live.refresh(task_id)
     return {
         "message": "Task started",
@@ -279,7 +282,7 @@ async def pause_task(
 ) -> dict[str, Any]:
     """Suspend the flow run: the running step ends, then the run stops ("pausing" until then)."""
     task = owned_task(session, user, task_id)
-    view = await service.pause(gateway, task)
+    view = await lifecycle.pause(gateway, task)
     request.app.state.live.refresh(task_id, reported=view)
     message = "Task paused" if view.status == legacy.PAUSED else "Task pausing"
     return {"message": message, "status": view.status, "success": True, "task_id": task_id}
@@ -304,7 +307,7 @@ async def resume_task(
     """Continue a paused run, retry a failed one, or rerun from ``retry_from_step``."""
     body = body or ResumeBody()
     task = owned_task(session, user, task_id)
-    outcome = await service.resume(
+    outcome = await resume.resume(
         session,
         gateway,
         task,
@@ -337,6 +340,6 @@ async def cancel_task(
 ) -> dict[str, Any]:
     """Cancel the flow run; the flow's cancellation hook removes its remote batch jobs."""
     task = owned_task(session, user, task_id)
-    status = await service.cancel(session, gateway, task)
+    status = await lifecycle.cancel(session, gateway, task)
     request.app.state.live.refresh(task_id)
     return {"message": "Task cancelled", "status": status, "success": True, "task_id": task_id}

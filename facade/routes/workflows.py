@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 
-from facade import service, workflows
+from facade import workflows
 from facade.deps import SessionDep, UserDep
 from facade.errors import ApiError
 from facade.models import utcnow
 from facade.responses import iso
 from facade.schemas import ValidateBody, error_example, example
+from facade.task_create import workflow_ref
 from flows.definitions import WorkflowDefinition
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
@@ -82,7 +83,7 @@ async def list_workflows(
     if not _new_view(view, x_view):
         legacy_items = [
             {
-                "id": service.workflow_ref(session, defn),
+                "id": workflow_ref(session, defn),
                 "name": name,
                 "version": defn.version,
                 "description": defn.description,
@@ -104,7 +105,7 @@ async def list_workflows(
     for defn in workflows.all_definitions():
         items.append(
             {
-                "id": service.workflow_ref(session, defn),
+                "id": workflow_ref(session, defn),
                 "name": defn.name,
                 "version": defn.version,
                 "title": defn.title,
