@@ -81,7 +81,7 @@ def store_tasks(settings: FacadeSettings, total: int, flow_runs: list[str]) -> l
     """``total`` facade tasks; returns the ids of the bench user's tasks."""
     from facade.db import create_tables, make_engine
     from facade.models import Task
-    from facade.service import workflow_ref
+    from facade.task_create import workflow_ref
     from facade.tokens import ensure_user
     from facade.workflows import resolve
 
