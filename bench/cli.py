@@ -152,9 +152,18 @@ def ha(
         str, typer.Option(help="full: 4 rounds x 25 dates; medium: 4 x 5; small: 2 x 3")
     ] = "full",
     seconds: Annotated[int, typer.Option(help="seconds of facade reads (wrk)")] = 10,
+    splice: Annotated[
+        bool, typer.Option(help="only replace this section of docs/performance.md")
+    ] = False,
 ) -> None:
     """7. HA stack vs single server: runs started per minute, facade reads through HAProxy."""
-    _bench("ha", repeat, scale=scale, seconds=seconds)
+    _run("ha", repeat, scale=scale, seconds=seconds)
+    if splice:
+        from bench.report import splice_section
+
+        say(f"updated {splice_section('ha')}")
+    else:
+        _report()
 
 
 @app.command("sqlite_lock")

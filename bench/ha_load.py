@@ -125,6 +125,14 @@ def _started_per_minute(sup: Any, base: str, bearer: str, ids: list[int], t0: da
     return len(ids) / (span / 60)
 
 
+def _cpu_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (``/proc/stat``): every process of
+    the stack, the flow runs, the sim's sshd and PostgreSQL included."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_done(base: str, bearer: str, ids: list[int], timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     with httpx.Client(
@@ -197,8 +205,10 @@ def measure(
             base = sup.facade_url
             say(f"    ({mode}) starting {len(jobs)} tasks through {base}")
             t0 = datetime.now(UTC)
+            busy0, wall0 = _cpu_busy_seconds(), time.monotonic()
             ids, repeated = _submit(base, bearer, jobs)
             counts = _wait_done(base, bearer, ids, timeout=3600)
+            busy, wall = _cpu_busy_seconds() - busy0, time.monotonic() - wall0
             per_minute = _started_per_minute(sup, base, bearer, ids, t0)
             say(f"    ({mode}) {per_minute:.1f} runs started/min; ends {counts}")
             script = data / "progress.lua"
@@ -211,6 +221,8 @@ def measure(
                 "succeeded": float(counts.get("success", 0)),
                 "tasks": float(len(ids)),
                 "start_repeats": float(repeated),
+                "cpu_s_per_run": busy / len(ids),
+                "cpu_busy_pct": 100 * busy / (wall * (os.cpu_count() or 1)),
                 **{f"read_{k}": v for k, v in load.items()},
             }
         finally:
@@ -265,9 +277,28 @@ def run(
             "p99 ms": median([s["read_p99_ms"] for s in runs]),
             "read errors": median([s["read_non_2xx"] + s["read_socket_errors"] for s in runs]),
             "start requests repeated": median([s["start_repeats"] for s in runs]),
+            "CPU s per run (machine)": median([s["cpu_s_per_run"] for s in runs]),
+            "CPU busy %": median([s["cpu_busy_pct"] for s in runs]),
         }
         for mode, runs in (("single server (SQLite)", single), ("HA (2 API + PG + Redis)", ha))
     ]
+    result.notes.append(
+        "HA = `topup up --ha` (2 API servers + services on PostgreSQL/Redis, 2 workers, "
+        "2 facades, HAProxy); baseline = the single-server stack (SQLite, 1 worker, 1 facade), "
+        "same workload in the same run; one `topup-standard-steps` task per date (`--scale "
+        "full`: 4 rounds × 25 dates = 100, the default; `medium`: 4 × 5; `small`: 2 × 3; the "
+        "scale measured is under Conditions), zero-latency jobs, created and started through "
+        f"the facade by {CLIENTS} clients, each worker limited to {WORKER_LIMIT} flow runs; "
+        "then wrk reads `GET /api/tasks/{id}/progress` over those tasks through the facade URL "
+        "(HAProxy in HA). *Runs started per minute*: from the first start request until the "
+        "last run went Running. The dates of one round run in order (the round's slot) and a "
+        "run holds a worker slot while it waits for its round. At `full` scale a run starts "
+        "only when one ends, so the figure follows how fast the machine finishes runs, and "
+        "the CPU columns say what each set-up costs; `medium` and `small` are dominated by "
+        "start-up and are not a throughput figure. *CPU s per run*: busy CPU "
+        "seconds of the whole machine (`/proc/stat`) from the first start request to the last "
+        "run's end, over the runs. `python -m bench ha --splice`."
+    )
     result.conditions.update(
         scale=scale,
         workers={"single": 1, "ha": 2},

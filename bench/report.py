@@ -132,7 +132,9 @@ def splice_section(name: str, path: Path = DOC) -> Path:
         text = text.rstrip() + "\n\n" + new
     else:
         end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+            # Up to the next heading of any level: the profiles (``###``) follow the last one.
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("#")),
+            len(lines),
         )
         text = "".join(lines[:start]) + new + "".join(lines[end:])
     path.write_text(text.rstrip() + "\n")

@@ -71,6 +71,10 @@ class FacadeSettings(BaseSettings):
     prefect_live_read_ttl_seconds: float = Field(30.0, ge=0, le=600)
     # GET /api/tasks looks for flow runs started outside the facade at most this often.
     adopt_interval_seconds: float = Field(1.0, ge=0, le=600)
+    # Database connections per process (pool + overflow); unset: 20 + 80 for a SQLite file,
+    # 5 + 10 for a server database (PostgreSQL counts every process's connections).
+    database_pool_size: int | None = Field(None, ge=1, le=200)
+    database_max_overflow: int | None = Field(None, ge=0, le=200)
     # Engine.IO heartbeat; a long-polling client waits up to interval + timeout on close.
     socketio_ping_interval: float = Field(25.0, gt=0)
     socketio_ping_timeout: float = Field(20.0, gt=0)

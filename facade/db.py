@@ -14,9 +14,35 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from facade.models import FACADE_TABLES
 
+# Connections a request may not take: the Socket.IO handlers, the live watchers and the
+# adopter open their own sessions beside the requests'.
+RESERVED_CONNECTIONS = 2
 
-def make_engine(url: str) -> Engine:
+
+def pool_limits(url: str, pool_size: int | None, max_overflow: int | None) -> tuple[int, int]:
+    """Pool size and overflow for ``url``: the given ones, else the backend's defaults."""
+    sqlite = url.startswith("sqlite")
+    return (
+        pool_size if pool_size is not None else (20 if sqlite else 5),
+        max_overflow if max_overflow is not None else (80 if sqlite else 10),
+    )
+
+
+def request_slots(pool_size: int, max_overflow: int) -> int:
+    """How many requests may hold a session at once (``deps.get_session``).
+
+    Why a limit: a request keeps its connection while it awaits Prefect, and a synchronous
+    pool check-out on an exhausted pool blocks the event loop itself: no request could finish
+    and give its connection back, the health check timed out, HAProxy took the process out
+    (bench ha, 16 readers on one facade on PostgreSQL: 13 req/s instead of ~300). Requests
+    beyond the limit wait on an asyncio semaphore instead, which blocks nothing.
+    """
+    return max(1, pool_size + max_overflow - RESERVED_CONNECTIONS)
+
+
+def make_engine(url: str, pool_size: int | None = None, max_overflow: int | None = None) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block writers."""
+    size, overflow = pool_limits(url, pool_size, max_overflow)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -29,8 +55,8 @@ def make_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             # A local file cannot drop the connection; a pre-ping was a query per request.
             pool_pre_ping=False,
-            pool_size=20,
-            max_overflow=80,
+            pool_size=size,
+            max_overflow=overflow,
         )
 
         @event.listens_for(engine, "connect")
@@ -43,7 +69,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
 
 
 def create_tables(engine: Engine) -> None:

@@ -33,8 +33,11 @@ async def get_settings(request: Request) -> FacadeSettings:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    with Session(request.app.state.engine) as session:
-        yield session
+    # A slot first (facade.db.request_slots): the pool can then never be empty when the
+    # session checks a connection out on the event loop.
+    async with request.app.state.db_slots:
+        with Session(request.app.state.engine) as session:
+            yield session
 
 
 async def get_gateway(request: Request) -> PrefectGateway:

@@ -15,6 +15,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -63,6 +64,20 @@ async def _next_event(events: AsyncIterator[Any]) -> Any:
     return await events.__anext__()
 
 
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for its end, without swallowing a cancellation of the caller
+    itself: a watcher stopped during that wait must stop, not go round its loop again."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:  # the task's own failure: it has ended, which is all we wait for
+        pass
+
+
 class _Watcher:
     """One task: follows its current flow run's events and publishes changed views."""
 
@@ -95,8 +110,8 @@ class _Watcher:
             return None
         if task.flow_run_id:
             # This event may reach us before the cache feed has seen it: read Prefect afresh
-            # rather than publish a cached view from before the change.
-            self.hub.gateway.cache.forget(task.flow_run_id)
+            # rather than publish a view from before the change (cached or still in flight).
+            self.hub.gateway.cache.changed(str(UUID(task.flow_run_id)))
         snap = await snapshot(self.hub.gateway, task, history=False)
         self._send(update_from(self.task_id, snap.view, cause))
         return task
@@ -158,9 +173,7 @@ class _Watcher:
             waiter = asyncio.create_task(self.restart.wait())
             done, pending = await asyncio.wait({follow, waiter}, return_when=FIRST_COMPLETED)
             for t in pending:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+                await _cancel_and_wait(t)
             if waiter in done:
                 # What the API just answered goes out first, after the cancelled read (which
                 # may be older) and before the fresh one: a short-lived "pausing" is not lost.

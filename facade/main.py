@@ -6,6 +6,7 @@ explicit settings in tests: ``create_app(FacadeSettings(...))``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from facade import redact
 from facade.adopt import Adopter
 from facade.cache_feed import CacheFeed
 from facade.config import FacadeSettings, get_settings
-from facade.db import create_tables, make_engine
+from facade.db import create_tables, make_engine, pool_limits, request_slots
 from facade.errors import install_error_handlers
 from facade.live import LiveHub
 from facade.prefect_gateway import PrefectGateway
@@ -108,7 +109,10 @@ class BodySizeLimit:
 def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     redact.configure(settings.downloads_dir)
-    engine = make_engine(settings.database_url)
+    pool = pool_limits(
+        settings.database_url, settings.database_pool_size, settings.database_max_overflow
+    )
+    engine = make_engine(settings.database_url, *pool)
     gateway = PrefectGateway(
         settings.prefect_api_url_clean,
         page_size=settings.page_size,
@@ -143,6 +147,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.db_slots = asyncio.Semaphore(request_slots(*pool))
     app.state.gateway = gateway
     app.state.cache_feed = feed
     app.state.live = LiveHub(engine, gateway)

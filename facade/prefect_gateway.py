@@ -53,15 +53,16 @@ T = TypeVar("T")
 
 
 def _changes_run(method: F) -> F:
-    """The method changes the flow run it is given: drop that run's cached reads afterwards
-    (also when it failed: the change may have happened anyway)."""
+    """The method changes the flow run it is given: afterwards, no read of that run started
+    before the change is served, neither a cached one nor one still in flight (also when the
+    change failed: it may have happened anyway)."""
 
     @functools.wraps(method)
     async def wrapper(self: PrefectGateway, flow_run_id: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(self, flow_run_id, *args, **kwargs)
         finally:
-            self.cache.forget(flow_run_id)
+            self.cache.changed(str(UUID(flow_run_id)))
 
     return wrapper  # type: ignore[return-value]
 
@@ -309,18 +310,22 @@ class PrefectGateway:
         except (ObjectNotFound, ValueError):
             return None
 
-    async def pause_form(self, flow_run: FlowRun) -> tuple[dict[str, Any], str | None] | None:
+    async def pause_form(self, flow_run: FlowRun) -> tuple[dict[str, Any], str] | None:
         """The JSON schema and description of the input a paused run waits for, if any."""
         state = flow_run.state
         keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
         if not keyset:
             return None
-        # Prefect stores the form just after the run turns Paused: until then, no form.
+        # Prefect stores the form just after the run turns Paused, the schema first and the
+        # description second; our flows always give one (flows/operator.ask). Until both
+        # are stored there is no form.
         schema = await self._run_input(flow_run.id, keyset.get("schema"))
         if not isinstance(schema, dict):
             return None
         description = await self._run_input(flow_run.id, keyset.get("description"))
-        return schema, description if isinstance(description, str) else None
+        if not isinstance(description, str) or not description:
+            return None
+        return schema, description
 
     @_changes_run
     async def cancel(self, flow_run_id: str) -> str:

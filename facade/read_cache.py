@@ -16,7 +16,8 @@ Freshness rules (``facade.cache_feed`` delivers the events):
   by a consumer of the events), so a read shortly after an event may still see the old state:
   entries read within ``settle`` seconds of the run's last event only live ``ttl`` seconds;
 - without a live stream every entry lives ``ttl`` seconds (1 s by default); ``ttl`` 0 turns
-  the cache off. The gateway also drops a run's entries when the facade itself changes it.
+  the cache off. A change the facade itself makes counts as an event of that run (a read
+  in flight since before it, e.g. for a live watcher, must not answer the request after it).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ class PrefectReadCache:
         self.task_runs.forget(flow_run_id)
 
     def changed(self, flow_run_id: str) -> None:
-        """Prefect reported a change of this flow run or one of its task runs."""
+        """This flow run or one of its task runs changed (Prefect reported it, or the facade
+        changed it): entries read before now are never served, also those still in flight."""
         if len(self._last_event) >= MAX_ENTRIES:
             now = self.clock()
             horizon = self.live_ttl + self.settle

@@ -96,7 +96,9 @@ async def resume(
             raise bad_request("This task waits for an operator decision; parameters can't change")
         assert snap.flow_run is not None
         form = await gateway.pause_form(snap.flow_run)
-        run_input = operator_input(form[0] if form else {}, decision, note, operator, inputs)
+        if form is None:  # Paused a moment ago; Prefect is still storing the question
+            raise ApiError(409, "The run's question is not stored yet; try again in a moment")
+        run_input = operator_input(form[0], decision, note, operator, inputs)
         try:
             await gateway.resume(flow_run_id, run_input=run_input)
         except GatewayError as exc:

@@ -69,7 +69,9 @@ class LegacySocketServer:
                 )
             except ApiError as exc:
                 raise socketio.exceptions.ConnectionRefusedError(exc.error) from None
-            await self.sio.save_session(sid, {"user": user.name, "admin": user.is_admin})
+            # Read before the await: the session then holds no connection while it waits.
+            saved = {"user": user.name, "admin": user.is_admin}
+        await self.sio.save_session(sid, saved)
         await self.sio.emit("connected", {"message": "Connected to Topup API"}, to=sid)
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
@@ -82,14 +84,17 @@ class LegacySocketServer:
             return await self._error(sid, "task_id must be a positive integer")
         session_data = await self.sio.get_session(sid)
         state = self.app.state
-        with Session(state.engine) as session:
+        refused: str | None = None
+        with Session(state.engine) as session:  # no await while it is open
             user = session.get(User, session_data["user"])
             try:
                 if user is None:
                     raise ApiError(404, "Task not found")
                 owned_task(session, user, task_id)
             except ApiError as exc:
-                return await self._error(sid, exc.error)
+                refused = exc.error
+        if refused is not None:
+            return await self._error(sid, refused)
         await self.sio.enter_room(sid, f"task_{task_id}")
         self._members.setdefault(task_id, set()).add(sid)
         if task_id not in self._forwarders:

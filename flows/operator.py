@@ -148,6 +148,10 @@ def ask(
     """
     from prefect.exceptions import FlowPauseTimeout
 
+    if not description.strip():
+        # The facade and the CLI show a form once its description is stored (Prefect
+        # stores it after the schema): a question without one would never be shown.
+        raise ValueError(f"pause {key}: an operator question needs a description")
     if waits_for:
         label_waiting(waits_for)
     form = model.with_initial_data(description=description)

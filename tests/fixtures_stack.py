@@ -29,9 +29,10 @@ from uuid import UUID
 
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import FlowRun, State, TaskRun
+from prefect.client.schemas.objects import FlowRun, State, StateDetails, StateType, TaskRun
 from prefect.client.schemas.sorting import TaskRunSort
-from prefect.states import Cancelled, Cancelling
+from prefect.input.run_input import Keyset, keyset_from_base_key
+from prefect.states import Cancelled, Cancelling, Scheduled
 
 from steps.config import SiteSettings
 from topup_cli.stack import PrefectStack, StackSettings
@@ -47,6 +48,10 @@ PREAPPROVED: dict[str, Any] = {
 TEST_WORKER_ENV = {
     # Retry delays of the definitions (10-60 s) scaled down to fractions of a second.
     "TOPUP_RETRY_DELAY_SCALE": "0.01",
+    # The worker asks for work every second, not every 0.25 s (the operators' setting, for
+    # start latency): each ask costs the server CPU, ~9 % of a core per idle stack at 0.25 s,
+    # and a test session keeps several stacks up on CI's 2 cores.
+    "PREFECT_WORKER_QUERY_SECONDS": "1",
 }
 
 
@@ -102,6 +107,36 @@ def _final(run: FlowRun) -> bool:
     return run.state is not None and run.state.is_final()
 
 
+def settled(read: Callable[[], list[TaskRun]], timeout: float = 30.0) -> list[TaskRun]:
+    """``read()``'s task runs of a flow run that has ended, once each shows its final state.
+
+    Prefect records a task run's states from its event stream, so the last step may still
+    read Running a moment after the flow run's final state. Bounded: after ``timeout`` s the
+    runs are returned as they are and the caller's asserts decide."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = read()
+        if all(t.state is not None and t.state.is_final() for t in tasks):
+            return tasks
+        if time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.2)
+
+
+def paused_without_form(client: Any, flow: Any, pause_key: str) -> tuple[FlowRun, Keyset]:
+    """A run of ``flow`` put in the Paused state of an input pause whose form Prefect has
+    not stored yet: the moment between the state and the form's writes, made for real."""
+    keyset = keyset_from_base_key(f"paused-{pause_key}")
+    run = client.create_flow_run(flow, state=Scheduled())
+    paused = State(
+        type=StateType.PAUSED,
+        name="Paused",
+        state_details=StateDetails(pause_key=pause_key, run_input_keyset=keyset),
+    )
+    client.set_flow_run_state(run.id, paused, force=True)
+    return run, keyset
+
+
 class StackRuns:
     """Flow runs of one test, created from deployments of the stack."""
 
@@ -149,6 +184,10 @@ class StackRuns:
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
                 limit=200,
             )
+
+    def settled_task_runs(self, run_id: UUID) -> list[TaskRun]:
+        """Task runs of a flow run that has ended, once their states arrived (``settled``)."""
+        return settled(lambda: self.task_runs(run_id))
 
     def wait_task(
         self,

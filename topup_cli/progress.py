@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter
 from prefect.client.schemas.filters import LogFilterFlowRunId as _LogRunId
@@ -44,7 +45,7 @@ class PauseRequest:
 
     key: str
     schema: dict[str, Any]
-    description: str | None
+    description: str
 
 
 @dataclass
@@ -149,16 +150,30 @@ class RunWatcher:
         keyset = state.state_details.run_input_keyset
         if not keyset:
             return None
-        try:
-            schema = json.loads(self.client.read_flow_run_input(run.id, keyset["schema"]))
-        except (ObjectNotFound, ValueError, KeyError):
+        # Prefect stores the form just after the run turns Paused, the schema first and the
+        # description second; our flows always give one (flows/operator.ask). Until both
+        # are stored there is no request, and the next poll asks again.
+        schema = self._run_input(run.id, keyset.get("schema"))
+        if not isinstance(schema, dict):
+            return None
+        description = self._run_input(run.id, keyset.get("description"))
+        if not isinstance(description, str) or not description:
+            return None
+        key = state.state_details.pause_key or keyset["schema"]
+        return PauseRequest(key, schema, description)
+
+    def _run_input(self, run_id: UUID, key: str | None) -> Any:
+        """A stored run input, JSON-decoded; None when absent (not stored yet) or unreadable."""
+        if not key:
             return None
         try:
-            description = json.loads(self.client.read_flow_run_input(run.id, keyset["description"]))
-        except (ObjectNotFound, ValueError, KeyError):
-            description = None
-        key = state.state_details.pause_key or keyset["schema"]
-        return PauseRequest(key, schema, description if isinstance(description, str) else None)
+            return json.loads(self.client.read_flow_run_input(run_id, key))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+        except (ObjectNotFound, ValueError):
+            return None
 
     # ------------------------------------------------------------------ pause
     def tell_reports(self, key: str) -> None:
@@ -391,9 +406,8 @@ def prompt_answer(console: Console) -> Answerer:
 
     def answer(request: PauseRequest) -> dict[str, Any] | None:
         console.rule(f"[bold]the run waits for you: {escape(request.key)}")
-        if request.description:
-            # The approval texts are Markdown (tables, lists, code): rendered, not raw.
-            console.print(Markdown(request.description))
+        # The approval texts are Markdown (tables, lists, code): rendered, not raw.
+        console.print(Markdown(request.description))
         props: dict[str, Any] = request.schema.get("properties", {})
         required = set(request.schema.get("required", []))
         values: dict[str, Any] = {}

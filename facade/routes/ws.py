@@ -69,17 +69,19 @@ async def task_updates(websocket: WebSocket, task_id: int) -> None:
     host = websocket.client.host if websocket.client else None
     # Accepted first so that a refusal carries a close code the client can read.
     await websocket.accept()
-    with Session(app.state.engine) as session:
+    refusal: tuple[int, str] | None = None
+    with Session(app.state.engine) as session:  # no await while it is open (facade.db)
         try:
             user = authenticate(session, app.state.settings, _bearer(websocket), host)
+            try:
+                owned_task(session, user, task_id)
+            except ApiError:
+                refusal = (CLOSE_NOT_FOUND, "Task not found")
         except ApiError:
-            await websocket.close(code=CLOSE_UNAUTHORIZED, reason="Authentication required")
-            return
-        try:
-            owned_task(session, user, task_id)
-        except ApiError:
-            await websocket.close(code=CLOSE_NOT_FOUND, reason="Task not found")
-            return
+            refusal = (CLOSE_UNAUTHORIZED, "Authentication required")
+    if refusal is not None:
+        await websocket.close(code=refusal[0], reason=refusal[1])
+        return
     previous = None
     async with app.state.live.watch(task_id) as queue:
         # Watch for the client leaving while we wait on updates.

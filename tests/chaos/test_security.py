@@ -8,6 +8,7 @@ route added later is covered without editing this file.
 from __future__ import annotations
 
 import re
+import time
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,7 @@ from steps.remote.errors import HostKeyError, RemoteConnectionError, RemoteError
 from steps.remote.site import RemoteSite
 from tests.chaos.conftest import write_site_file
 from tests.chaos.report import record
-from tests.facade.served import Served, free_port, wait_for
+from tests.facade.served import Served, free_port, wait_for, wait_settled
 from topup_cli.stack import PrefectStack
 
 pytestmark = pytest.mark.chaos
@@ -231,7 +232,25 @@ def _prefect_text(stack: PrefectStack, flow_run_ids: list[str]) -> dict[str, str
     ids = [UUID(i) for i in flow_run_ids]
     out: dict[str, str] = {}
     with stack.sync_client() as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFlowRun(any_=ids)), limit=200)
+
+        def read() -> list[Any]:
+            flt = LogFilter(flow_run_id=LogFlowRun(any_=ids))
+            logs: list[Any] = []
+            while page := client.read_logs(log_filter=flt, limit=200, offset=len(logs)):
+                logs += page
+                if len(page) < 200:
+                    break
+            return logs
+
+        # Logs reach the API in batches, after the run's final state: wait (bounded) for each
+        # run's last line, so the search below covers every line, not only the early ones.
+        deadline = time.monotonic() + 60
+        logs = read()
+        while time.monotonic() < deadline and len(
+            {lg.flow_run_id for lg in logs if "Finished in state" in lg.message}
+        ) < len(ids):
+            time.sleep(0.5)
+            logs = read()
         out["prefect logs"] = "\n".join(f"{lg.name} {lg.message}" for lg in logs)
         artifacts = client.read_artifacts(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
@@ -300,6 +319,7 @@ def test_site_passwords_appear_nowhere(
             corpus: dict[str, str] = {}
             run_ids: list[str] = []
             for task_id in (good_task, bad_task):
+                wait_settled(alice, task_id)  # the step's record may lag the run's end
                 corpus.update(_facade_text(alice, task_id))
                 detail = alice.get(f"/api/tasks/{task_id}").json()["task"]
                 run_ids += _run_ids(detail)

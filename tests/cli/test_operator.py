@@ -215,7 +215,7 @@ def test_attach_reattaches_to_a_paused_run_and_approves_it(
     assert logs.index(_pause_key(1)) < logs.index("sha256 verified")
     done = stack_runs.read(run_id)
     assert done.state_name == "Completed", done.state
-    states = [(task_of(t.task_key), t.state_name) for t in stack_runs.task_runs(run_id)]
+    states = [(task_of(t.task_key), t.state_name) for t in stack_runs.settled_task_runs(run_id)]
     assert ("step1_4", "Completed") in states, states
     interval = (sim.inj(ATTACH_ROUND) / "interval.txt").read_text().splitlines()
     assert f"{odd} 15000000" in interval  # dave's decision, taken in the attached CLI

@@ -8,10 +8,10 @@ ends share one clock here, so that test hands the doctor a local clock 10 minute
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +23,7 @@ from sim import users
 from sim.sshd import SshPair
 from steps.config import SiteSettings
 from steps.doctor import DoctorOptions, DoctorReport, run_doctor
+from steps.remote.site import RemoteSite
 from tests.conftest import SIM_USER
 
 FAST = {"probe_seconds": 1.0, "linger_seconds": 0.5, "timeout": 30.0}
@@ -129,36 +130,28 @@ def test_read_only_control_dir_fails_write(sim: Any, ssh_password_settings: Site
 
 
 def test_processes_killed_at_logout_fail_detached(
-    sim: Any, ssh_password_settings: SiteSettings, sim_ssh: SshPair
+    sim: Any, ssh_password_settings: SiteSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A logout reaper, as logind's KillUserProcesses: when a connection that was open
-    while the doctor's probe started closes (the doctor's disconnect), it kills the probe's
-    session group. (Other tests' connections may stay open: they are not watched.)"""
-    stop = threading.Event()
+    """A logout reaper, as logind's KillUserProcesses: when the doctor disconnects after its
+    probe started, the probe's session group is killed.
+
+    The reaper acts inside the real disconnect (``RemoteSite.close`` wrapped: the real close,
+    then the kill), not from a thread watching sshd processes, which had to see the
+    connection before it closed and raced on a loaded machine."""
     killed: list[int] = []
+    real_close = RemoteSite.close
 
-    def reaper() -> None:
-        watched: set[int] = set()
-        while not stop.is_set():
-            for pid_file in sim.control_dir.glob("doctor-*/doctor-probe/pid"):
-                text = pid_file.read_text().strip()
-                if not text.isdigit() or int(text) in killed:
-                    continue
-                live = set(sim_ssh.processes())
-                if not watched:
-                    watched = live
-                elif watched - live:  # a connection of that time has closed
+    def close_then_reap(site: RemoteSite) -> None:
+        real_close(site)
+        for pid_file in sim.control_dir.glob("doctor-*/doctor-probe/pid"):
+            text = pid_file.read_text().strip()
+            if text.isdigit() and int(text) not in killed:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(text), signal.SIGKILL)
-                    killed.append(int(text))
-            time.sleep(0.01)
+                killed.append(int(text))
 
-    thread = threading.Thread(target=reaper, daemon=True)
-    thread.start()
-    try:
-        report = doctor(ssh_password_settings, probe_seconds=3.0, linger_seconds=1.0)
-    finally:
-        stop.set()
-        thread.join(5)
+    monkeypatch.setattr(RemoteSite, "close", close_then_reap)
+    report = doctor(ssh_password_settings, probe_seconds=3.0, linger_seconds=1.0)
     assert killed, "the reaper never saw the disconnect"
     check = report.check("detached")
     assert check.status == "fail", check

@@ -36,6 +36,7 @@ from sim.site import SimSite, build_site
 from sim.sshd import SshPair
 from tests.conftest import SIM_USER, heal
 from tests.e2e.facade_process import FacadeProcess, facade_env
+from tests.facade.served import wait_settled
 from tests.fixtures_stack import PREAPPROVED, TEST_WORKER_ENV
 from tests.stack.helpers import SIM_FAST
 from topup_cli.stack import PrefectStack, StackSettings, free_port
@@ -205,7 +206,8 @@ def _wait_success(c: httpx.Client, task_id: int, timeout: float) -> dict[str, An
     while time.monotonic() < deadline:
         progress = c.get(f"/api/tasks/{task_id}/progress").json()
         if progress.get("status") == "success":
-            return progress
+            wait_settled(c, task_id)  # the last step's record may lag the run's end
+            return c.get(f"/api/tasks/{task_id}/progress").json()
         if progress.get("status") in ("failed", "cancelled"):
             break
         time.sleep(0.5)

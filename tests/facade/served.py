@@ -174,3 +174,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def wait_settled(c: httpx.Client, task_id: int, timeout: float = 30.0) -> dict[str, Any]:
+    """The detail of a task whose run has ended, once no step record shows it running.
+
+    Prefect records a task run's states from its event stream, so the last step may still
+    read running a moment after the run's final state. Bounded: after ``timeout`` s the
+    detail is returned as it is and the caller's asserts decide."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = c.get(f"/api/tasks/{task_id}")
+        assert r.status_code == 200, r.text
+        task: dict[str, Any] = r.json()["task"]
+        unsettled = [e for e in task["executions"] if e["status"] in ("pending", "running")]
+        if not unsettled or time.monotonic() > deadline:
+            return task
+        time.sleep(0.2)

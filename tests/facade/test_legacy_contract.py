@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from tests.facade.served import Served, wait_for
+from tests.facade.served import Served, wait_for, wait_settled
 from tests.stack.helpers import SIM_FAST
 from topup_cli.stack import PrefectStack
 
@@ -99,7 +99,11 @@ def wait_status(c: httpx.Client, task_id: int, wanted: str, timeout: float = 180
         assert p["status"] not in final, p
         return p if p["status"] == wanted else None
 
-    return wait_for(reached, timeout=timeout, interval=0.3, what=f"task {task_id} {wanted}")
+    reached_p = wait_for(reached, timeout=timeout, interval=0.3, what=f"task {task_id} {wanted}")
+    if wanted in ("success", "failed"):
+        wait_settled(c, task_id)  # the last step's record may lag the run's end
+        return progress(c, task_id)
+    return reached_p
 
 
 def step_runs(task: dict[str, Any], step: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.facade.served import Served, serve, wait_for
+from tests.facade.served import Served, serve, wait_for, wait_settled
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +47,8 @@ def test_available_dates_task_survives_a_facade_restart(
 
         progress = wait_for(finished, timeout=120, interval=0.3, what="task end")
         assert progress["status"] == "success", progress
+        wait_settled(c, task_id)  # the step's record may lag the run's end
+        progress = c.get(f"/api/tasks/{task_id}/progress").json()
         assert progress["progress_percentage"] == 100
         assert progress["completed_steps"] == progress["total_steps"] == 1
         detail = c.get(f"/api/tasks/{task_id}").json()["task"]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.facade.served import Served, wait_for
+from tests.facade.served import Served, wait_for, wait_settled
 from tests.stack.helpers import SIM_FAST
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,7 @@ def test_decision_failure_and_rerun_from_step(
             timeout=90,
             what="task cancelled",
         )
+        failed = wait_settled(c, task_id)  # step 1.3's record may lag the run's end
         assert failed["completed_at"]
         steps = {e["step_name"]: e for e in failed["executions"]}
         assert steps["step1_3"]["status"] == "failed"
@@ -115,6 +116,7 @@ def test_decision_failure_and_rerun_from_step(
             timeout=120,
             what="rerun finished",
         )
+        done = wait_settled(c, task_id)  # step 1.4's record may lag the run's end
         # check_ist=false registers every run as 15000000, the odd one included, without a
         # person choosing run by run: the steps all ran, but the run does not end Completed
         assert done["status"] == "failed", done

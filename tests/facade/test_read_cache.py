@@ -7,7 +7,9 @@ the cache fails for real, so the tests see exactly when Prefect would have been 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from prefect.client.schemas.objects import FlowRun, TaskRun
@@ -54,15 +56,20 @@ def test_entries_expire_after_ttl_and_can_be_forgotten() -> None:
     assert cache.task_runs.split([str(b.id)])[1] == [str(b.id)]
 
 
-def _gateway(ttl: float) -> PrefectGateway:
-    return PrefectGateway(f"http://127.0.0.1:{free_port()}/api", read_ttl=ttl)
+@contextlib.asynccontextmanager
+async def _gateway(ttl: float) -> AsyncIterator[PrefectGateway]:
+    """An open gateway whose Prefect URL has nothing listening."""
+    gw = PrefectGateway(f"http://127.0.0.1:{free_port()}/api", read_ttl=ttl)
+    await gw.open()
+    try:
+        yield gw
+    finally:
+        await gw.close()
 
 
 def test_gateway_answers_fresh_reads_without_prefect_and_rereads_after_a_change() -> None:
     async def scenario() -> None:
-        gw = _gateway(30.0)
-        await gw.open()
-        try:
+        async with _gateway(30.0) as gw:
             run = _flow_run()
             rid = str(run.id)
             gw.cache.runs.put(rid, run)
@@ -74,23 +81,41 @@ def test_gateway_answers_fresh_reads_without_prefect_and_rereads_after_a_change(
                 await gw.update_parameters(rid, {"date": "250624"})
             with pytest.raises(Exception):  # noqa: B017
                 await gw.read_runs([rid])
-        finally:
-            await gw.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_read_in_flight_during_a_change_is_not_served_after_it() -> None:
+    """A live watcher's read starts, the facade suspends the run, the read lands: the pause
+    answer must not reuse that read (it said "running" once in CI instead of "pausing")."""
+
+    async def scenario() -> None:
+        async with _gateway(30.0) as gw:
+            run = _flow_run()
+            rid = str(run.id)
+            read_started = gw.cache.clock()  # the watcher's read begins ...
+            with pytest.raises(Exception):  # noqa: B017 - nothing listens: connection error
+                await gw.suspend(rid)  # ... the facade changes the run ...
+            gw.cache.runs.put(rid, run, read_started)  # ... and the old answer lands.
+            gw.cache.keep_task_runs([rid], [], read_started)
+            assert gw.cache.runs.split([rid]) == ({}, [rid])
+            assert gw.cache.task_runs.split([rid]) == ({}, [rid])
+            with pytest.raises(Exception):  # noqa: B017 - so it asks Prefect again
+                await gw.read_runs([rid])
+            # A read that starts after the change is served again.
+            gw.cache.runs.put(rid, run)
+            assert (await gw.read_runs([rid]))[rid] is run
 
     asyncio.run(scenario())
 
 
 def test_ttl_zero_always_asks_prefect() -> None:
     async def scenario() -> None:
-        gw = _gateway(0.0)
-        await gw.open()
-        try:
+        async with _gateway(0.0) as gw:
             run = _flow_run()
             gw.cache.runs.put(str(run.id), run)  # ignored: a zero TTL never serves
             with pytest.raises(Exception):  # noqa: B017
                 await gw.read_runs([str(run.id)])
             assert await gw.read_runs([]) == {} and await gw.task_runs([]) == []
-        finally:
-            await gw.close()
 
     asyncio.run(scenario())

@@ -33,6 +33,7 @@ from prefect.testing.utilities import prefect_test_harness
 from steps.config import SiteSettings
 from steps.session import close_sites
 from store.db import reset_engines
+from tests.fixtures_stack import settled
 
 # Fast simulated jobs and polling (the whole suite must stay quick on 2 cores).
 SIM_FAST = {"job_seconds": 0.1, "draw_seconds": 0.05, "pause_seconds": 0.0}
@@ -122,6 +123,11 @@ def task_runs(flow_run_id: Any) -> list[TaskRun]:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
         )
     return sorted(runs, key=lambda t: t.expected_start_time or t.created)  # type: ignore[arg-type, return-value]
+
+
+def settled_task_runs(flow_run_id: Any) -> list[TaskRun]:
+    """Task runs of a flow run that has ended, once their states arrived (``settled``)."""
+    return settled(lambda: task_runs(flow_run_id))
 
 
 class Driver:

@@ -23,6 +23,7 @@ from tests.flows.conftest import (
     poll,
     read_run,
     runs_tagged,
+    settled_task_runs,
     task_runs,
     unique_tag,
 )
@@ -36,8 +37,10 @@ def _stage1(sim: Any) -> list[dict[str, Any]]:
     return [s for s in sim.submissions() if str(s["jobfile"]).endswith("_1.txt")]
 
 
-def _task_states(flow_run_id: Any) -> list[tuple[str, str]]:
-    return [(t.task_key.rsplit("-", 1)[0], t.state_name or "") for t in task_runs(flow_run_id)]
+def _task_states(flow_run_id: Any, *, ended: bool = True) -> list[tuple[str, str]]:
+    """(step, state) of the run's task runs; of an ended run, once their states settled."""
+    runs = settled_task_runs(flow_run_id) if ended else task_runs(flow_run_id)
+    return [(t.task_key.rsplit("-", 1)[0], t.state_name or "") for t in runs]
 
 
 def test_job_that_never_finishes_fails_after_the_wait_listing_the_run(
@@ -57,7 +60,7 @@ def test_job_that_never_finishes_fails_after_the_wait_listing_the_run(
     assert step.runs_incomplete == [85421] and step.runs_complete == [85420, 85422]
     # 1111 is a retry code: Prefect retried the task (definition: 2 retries), re-attaching
     # to the jobs each time instead of submitting them again
-    (task,) = [t for t in task_runs(run_id) if t.task_key.startswith("step1_1")]
+    (task,) = [t for t in settled_task_runs(run_id) if t.task_key.startswith("step1_1")]
     assert task.run_count == 3 and task.state_name == "Failed"
     assert len(_stage1(sim)) == len(RUNS)
     wf = repository.workflow_run(run_id)
@@ -77,7 +80,7 @@ def test_connection_killed_mid_poll_completes_without_double_submission(
             runs = runs_tagged(tag)
             if not runs or len(_stage1(sim)) < len(RUNS):
                 return False
-            return ("step1_1", "Running") in _task_states(runs[0].id)
+            return ("step1_1", "Running") in _task_states(runs[0].id, ended=False)
 
         poll(polling, 60, "step 1.1 polling its jobs")
         dropped.append(sim_ssh.kill_sessions("login"))

@@ -20,7 +20,7 @@ from flows.topup_standard import topup_standard
 from steps import download_folders
 from store import dates as date_store
 from store import repository
-from tests.flows.conftest import FAST, ROUND, FlowEnv, task_runs, unique_tag
+from tests.flows.conftest import FAST, ROUND, FlowEnv, settled_task_runs, unique_tag
 
 DATE = "250624"
 PDF_STEPS = {"step1_4", "step2_5", "step4_2", "step5_4", "step6_2"}
@@ -74,7 +74,7 @@ def test_full_procedure_records_outputs_pdfs_and_artifacts(
 
     # every step's task ran once and completed; each task run is named by the step's label
     # and title, as operators say it
-    runs_of_tasks = task_runs(UUID(run_id))
+    runs_of_tasks = settled_task_runs(UUID(run_id))
     names = [t.task_key.rsplit("-", 1)[0] for t in runs_of_tasks]
     assert len(names) == 20 and len(set(names)) == len(names)
     definition = load("topup-standard", "1.2.0")

@@ -276,3 +276,12 @@ def test_a_date_without_raw_data_offers_no_continue(flow_env: FlowEnv) -> None:
     assert "[70 DATA_VALIDATION_FAILED]" in seen["description"], seen["description"]
     assert "**continue**" not in seen["description"]
     assert seen["schema"]["properties"]["action"]["enum"] == ["retry", "abort"], seen["schema"]
+
+
+def test_a_question_without_a_description_is_refused_before_pausing() -> None:
+    """The facade and the CLI show a form once its description is stored (Prefect stores
+    it after the schema), so a blank description would be a question nobody sees."""
+    from flows.operator import IstDecision, ask
+
+    with pytest.raises(ValueError, match="needs a description"):
+        ask(IstDecision, key="step1-3-ist-1", description="  ", timeout_hours=1)

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from prefect import get_client, tags
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
+from prefect.client.schemas.objects import Log
 from prefect.flow_runs import resume_flow_run
 
 from flows.naming import task_of
@@ -25,6 +26,7 @@ from tests.flows.conftest import (
     ROUND,
     Driver,
     FlowEnv,
+    poll,
     task_runs,
     unique_tag,
     wait_paused,
@@ -76,24 +78,29 @@ def test_preapproved_reset_warns_what_it_overwrites_before_it_runs(flow_env: Flo
     )
     assert state.is_completed(), state.message
     run_id = UUID(state.result()["flow_run_id"])
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(
-                flow_run_id=LogFilterFlowRunId(any_=[run_id]),
-                level=LogFilterLevel(ge_=logging.WARNING),
-            ),
-            limit=200,
-        )
+    notice = (
+        f"reset.sh ran already today: it will overwrite today's snapshot InjSigIntervalCal/{today}"
+    )
+
+    def warnings() -> list[Log]:
+        with get_client(sync_client=True) as client:
+            return client.read_logs(
+                log_filter=LogFilter(
+                    flow_run_id=LogFilterFlowRunId(any_=[run_id]),
+                    level=LogFilterLevel(ge_=logging.WARNING),
+                ),
+                limit=200,
+            )
+
+    def pre_approved_notices() -> list[Log]:
+        return [
+            lg
+            for lg in warnings()
+            if lg.level == logging.WARNING and "pre-approved" in lg.message and notice in lg.message
+        ]
+
+    # A run's logs reach the API in batches, possibly after its state is already final.
+    warned = poll(pre_approved_notices, 60, "the pre-approved reset's warning in the API's logs")
     step7 = next(t for t in task_runs(run_id) if task_of(t.task_key) == "step7")
-    warned = [
-        lg
-        for lg in logs
-        if lg.level == logging.WARNING
-        and "pre-approved" in lg.message
-        and f"reset.sh ran already today: it will overwrite today's snapshot "
-        f"InjSigIntervalCal/{today}"
-        in lg.message
-    ]
-    assert warned, [lg.message for lg in logs if lg.level >= logging.WARNING]
     assert step7.start_time is not None and warned[0].timestamp < step7.start_time
     assert str(inj) not in warned[0].message

@@ -25,7 +25,15 @@ from steps import download_folders
 from store import dates as date_store
 from store import ledger, repository
 from tests.chaos.report import record
-from tests.flows.conftest import FAST, ROUND, Driver, FlowEnv, operate, task_runs, unique_tag
+from tests.flows.conftest import (
+    FAST,
+    ROUND,
+    Driver,
+    FlowEnv,
+    operate,
+    settled_task_runs,
+    unique_tag,
+)
 
 pytestmark = pytest.mark.safe_end
 
@@ -295,7 +303,7 @@ def test_a_failed_real_submission_is_never_started_again_by_itself(flow_env: Flo
     started = [s for s in sim_submissions(sim.root) if s.get("kind") == "InjSigInterval"]
     assert len(started) == 1 and started[0]["rows_inserted"] == 1  # the partial insert, once
     run_id = str(state.state_details.flow_run_id)
-    submit_runs = [t for t in task_runs(run_id) if t.task_key.startswith("step8_1_submit")]
+    submit_runs = [t for t in settled_task_runs(run_id) if t.task_key.startswith("step8_1_submit")]
     assert len(submit_runs) == 1 and submit_runs[0].run_count == 1  # never retried
     decided = [d for d in repository.decisions(run_id) if d.kind == "resubmit"]
     assert [(d.decision, d.decided_by) for d in decided] == [("skip", "dave")]
@@ -450,7 +458,9 @@ def test_losing_the_site_during_the_approved_reset_is_a_decision(
     from tests.flows.conftest import poll, runs_tagged, wait_paused
 
     sim = flow_env.sim
-    sim.set_faults(slow={"reset.sh": 4.0})
+    # Long enough that the login node goes down while reset.sh still runs, on a loaded
+    # machine too (the outage also lasts longer than this: no time is added after it).
+    sim.set_faults(slow={"reset.sh": 12.0})
     ctl = Path(flow_env.settings.control_dir)
     tag = unique_tag()
     seen: dict[str, Any] = {}

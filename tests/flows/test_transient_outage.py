@@ -19,7 +19,7 @@ from flows.topup_standard import topup_standard
 from sim.sshd import SshPair
 from steps.session import open_site
 from tests.chaos.report import record
-from tests.flows.conftest import FAST, Driver, FlowEnv, poll, task_runs, unique_tag
+from tests.flows.conftest import FAST, Driver, FlowEnv, poll, settled_task_runs, unique_tag
 from tests.flows.test_operator import SUBSET
 
 DATE = "250626"
@@ -45,7 +45,7 @@ def test_two_second_jump_outage_during_a_run(
     driver.check()
     assert state.is_completed(), state.message
     run_id = state.result()["flow_run_id"]
-    retried = [t.name for t in task_runs(run_id) if (t.run_count or 0) > 1]
+    retried = [t.name for t in settled_task_runs(run_id) if (t.run_count or 0) > 1]
     assert retried == [], f"task retries: {retried}"
     stats = open_site("default").transport.stats
     assert stats.retries >= 1

@@ -115,6 +115,17 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def wait_dropped(site: RemoteSite, timeout: float = 10.0) -> None:
+    """Wait until the client has seen its SSH connection drop (a host just went away).
+
+    paramiko notices a closed socket in its reader thread; a command sent before that
+    would first fail on the dead connection and count one more retry than the fault made."""
+    from steps.remote.ssh_link import alive
+
+    link = site.transport._link  # type: ignore[attr-defined]
+    wait_for(lambda: link._conn is None or not alive(link._conn), timeout, "the drop to be seen")
+
+
 def remote_pids(site: RemoteSite, pattern: str) -> list[int]:
     """PIDs whose command line matches ``pattern``, asked through a NEW remote command.
 

@@ -12,7 +12,6 @@ import pytest
 from sim.sshd import SshPair
 from steps.remote.errors import DownloadError
 from steps.remote.site import RemoteSite
-from tests.remote.conftest import wait_for
 
 
 def _dir(site: RemoteSite) -> Path:
@@ -83,25 +82,34 @@ def test_download_of_missing_file(site: RemoteSite, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_of_changing_file_is_rejected(site: RemoteSite, tmp_path: Path) -> None:
+def test_download_of_changing_file_is_rejected(
+    site: RemoteSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file that changes between the remote hash and the transfer (a growing ntuple):
-    the local copy does not match and is not kept."""
+    the local copy does not match and is not kept.
+
+    The change is a real append to the real file, made at the one moment that matters (after
+    the hash, before the real transfer) by wrapping the transport's ``get``. A background
+    writer loop raced the download instead and, on a loaded CI machine, was sometimes not
+    scheduled in between (the download then matched and the test failed)."""
     d = _dir(site)
     growing = d / "growing.root"
     growing.write_bytes(b"x" * 100_000)
-    growing.chmod(0o666)  # the login user appends to it
-    # A bash builtin loop appends a byte every few microseconds: the file always changes
-    # between the remote hash and the transfer.
-    site.start_detached("t.grow", f"while :; do printf x >> {growing}; done", str(d))
-    size0 = growing.stat().st_size
-    wait_for(lambda: growing.stat().st_size > size0, 10, "the file to grow")
+    transfer = site.transport.get
+    appended: list[int] = []
+
+    def grow_then_transfer(remote_path: str, local_path: Path) -> None:
+        with growing.open("ab") as f:
+            f.write(b"y" * 4096)
+        appended.append(growing.stat().st_size)
+        transfer(remote_path, local_path)
+
+    monkeypatch.setattr(site.transport, "get", grow_then_transfer)
     local = tmp_path / "dl" / "growing.root"
     local.parent.mkdir()
-    try:
-        with pytest.raises(DownloadError, match="does not match"):
-            site.download(str(growing), local)
-    finally:
-        site.kill_detached("t.grow", grace=1)
+    with pytest.raises(DownloadError, match="does not match"):
+        site.download(str(growing), local)
+    assert appended == [104_096]  # one clean transfer, not fetched again
     assert list(local.parent.iterdir()) == []  # no partial or temp file
 
 

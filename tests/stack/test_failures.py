@@ -137,7 +137,7 @@ def test_worker_killed_mid_step_then_rescheduled_completes_without_resubmitting(
     keys = [(s["cwd"], s["jobfile"]) for s in after]
     assert len(keys) == len(set(keys)), f"a job was submitted twice: {keys}"
     assert after == before
-    tasks = step_tasks(stack_runs.task_runs(run.id))
+    tasks = step_tasks(stack_runs.settled_task_runs(run.id))
     assert {"step1_1", "step1_2", "step1_3", "step1_4"} <= completed_names(tasks)
 
 

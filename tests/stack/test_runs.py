@@ -37,7 +37,7 @@ def test_run_from_deployment_completes(
     assert done.parameters["workflow_version"] == "1.2.0"  # the deployment's parameter
     assert done.state is not None
     assert done.state.message == "completed; every required output verified"
-    names = completed_names(stack_runs.task_runs(run.id))
+    names = completed_names(stack_runs.settled_task_runs(run.id))
     assert {"step1_1", "step2_5", "step6_2", "step7"} <= names
     # A date's run ends after the reset: nothing reaches the database (submit-constants does)
     assert not any(n.startswith("step8") for n in names) and sim.db_ledger() == []
@@ -78,7 +78,7 @@ def test_suspended_run_resumes_and_completed_steps_come_back_cached(
     done = stack_runs.wait(run.id, timeout=300)
     assert state_name(done) == "Completed", done.state
 
-    after = step_tasks(stack_runs.task_runs(run.id))
+    after = step_tasks(stack_runs.settled_task_runs(run.id))
     cached = {step_name(t) for t in after if state_name(t) == "Cached"}
     assert done_before <= cached, f"not cached on resume: {sorted(done_before - cached)}"
     assert "step7" in completed_names(after)

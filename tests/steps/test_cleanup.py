@@ -80,7 +80,8 @@ def test_cancel_never_kills_a_running_database_submission(site: RemoteSite, sim:
     d = sim.stage_dir("search_peak")
     key = submission_key("rkd", "8.1", 85420, 85422)
     marker = d / "submission-finished"
-    site.start_detached(key, f"sleep 1 && touch {marker} && echo inserted 3 rows", str(d))
+    # Long enough to be running when the cancel comes, on a loaded machine too.
+    site.start_detached(key, f"sleep 5 && touch {marker} && echo inserted 3 rows", str(d))
     site.start_detached("rkd.9_9.gen", "sleep 300", str(d))  # an ordinary command of the run
     wait_until(lambda: site.detached(key).state == "running")
     report = cancel_run(site, "rkd", submission_wait_seconds=60)

@@ -17,7 +17,17 @@ from steps.remote.validate import InvalidValue
 from steps.results import Outcome, StepError, StepResult
 from steps.step1_first_jobs import first_jobs, ist_check, ist_pdf, move_outputs
 from steps.step2_second_jobs import draw_pngs, hist_pdf, merge_hist, second_jobs, wait_check_pngs
-from tests.steps import DATE, FAST, ROUND, RUNS, commands, open_remote, pdf_pages, sha256
+from tests.steps import (
+    DATE,
+    FAST,
+    ROUND,
+    RUNS,
+    assert_only_stuck_incomplete,
+    commands,
+    open_remote,
+    pdf_pages,
+    sha256,
+)
 
 WAIT = {"max_wait_minutes": 1, "poll_seconds": 0.1}
 JOBS_PER_RUN = 5  # one per raw file (5 streams)
@@ -113,10 +123,10 @@ def test_crashed_jobs_fail_2108_and_only_they_are_resubmitted(
 def test_one_job_still_running_keeps_the_run_incomplete(local_site: RemoteSite, sim: Any) -> None:
     sim.set_faults(never_finish={"2": [85421]})
     with pytest.raises(StepError) as exc:
-        _run_2_1(local_site, max_wait_minutes=0.02)
+        _run_2_1(local_site, max_wait_minutes=0.05)
     res = exc.value.result
     assert res.error.code == 2106 and res.data["timed_out"] is True
-    assert res.runs_incomplete == [85421]
+    assert_only_stuck_incomplete(res, 85421)
 
 
 def test_genjob_failure_is_2102(local_site: RemoteSite, sim: Any) -> None:
