@@ -300,9 +300,14 @@ class Recoverer:
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
-        await ensure_detection(self.client, self.settings)
+        detection = False
         while not stop.is_set():
+            # The detection too is retried: a loop started while the API is away (its
+            # restart, a failover) must not exit, or its supervisor would restart it in a loop.
             try:
+                if not detection:
+                    await ensure_detection(self.client, self.settings)
+                    detection = True
                 await self.pass_once()
             except Exception as exc:  # the API away (restart, failover): try again later
                 log.warning("recovery pass failed: %s", type(exc).__name__)

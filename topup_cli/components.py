@@ -16,10 +16,12 @@ from topup_cli.state import Component, pid_key
 
 
 def component(name: str, pid: int | None, **urls_and_log: str | None) -> list[Component]:
-    """The process as a component (pid and start time), or nothing when it is gone."""
+    """The process as a component (pid and start time); one that is gone (between its
+    death and its restart) stays listed without a pid, so ``topup status`` shows it down
+    instead of a stack that looks whole without it."""
     key = pid_key(pid) if pid else None
     if key is None:
-        return []
+        return [Component(name=name, **urls_and_log)]
     return [Component(name=name, pid=key[0], start_ticks=key[1], **urls_and_log)]
 
 

@@ -22,7 +22,7 @@ from topup_cli.state import StackState, read_state
 
 class ComponentStatus(BaseModel):
     name: str
-    pid: int
+    pid: int | None  # None: down, waiting for its restart
     alive: bool
     url: str | None
     healthy: bool

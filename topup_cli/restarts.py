@@ -3,12 +3,17 @@
 Why apart from the supervisor: the supervisor knows the parts (what runs, how each starts
 again); this is the policy over them. A part whose process ended is restarted at once; a part
 that still runs but fails its health probe is restarted after ``unhealthy_checks`` failures
-in a row; any part restarted more than ``MAX_RESTARTS`` times ends the stack (StackError).
+in a row. A restart that itself fails (the new process exits, or never answers) does not end
+the stack: the part is tried again after a pause that doubles with each restart (1, 2, 4, 8,
+16 s), so a cause that passes (a port another process held for a moment, a server still
+coming back) is outlived. Only a part restarted more than ``MAX_RESTARTS`` times within
+``RESTART_WINDOW_SECONDS`` ends the stack (StackError): a crash loop, not a bad minute.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -16,6 +21,9 @@ from topup_cli.health import Probe
 from topup_cli.stack import StackError
 
 MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 600.0
+# The pause before the next restart of a part after its n-th restart within the window.
+BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0)
 # Parts whose health route asks the Prefect server: not restarted for the server's silence.
 NEEDS_SERVER = frozenset({"facade"})
 
@@ -39,33 +47,78 @@ class Check:
     restart: Callable[[], object]
 
 
-class RestartPolicy:
-    """Restarts per part (too many: give up) and failed probes in a row per part."""
+def first_line(exc: BaseException) -> str:
+    """The headline of a failed start (its log tail follows on the next lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(":") if text else type(exc).__name__
 
-    def __init__(self, unhealthy_checks: int, say: Callable[[str], None]) -> None:
+
+class RestartPolicy:
+    """Restarts per part within the window (too many: give up), the pause before a part's
+    next restart, and failed probes in a row per part."""
+
+    def __init__(
+        self,
+        unhealthy_checks: int,
+        say: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.unhealthy_checks = unhealthy_checks
         self.say = say
-        self.restarts: dict[str, int] = {}
+        self.clock = clock
+        self.restarts: dict[str, list[float]] = {}
+        self.not_before: dict[str, float] = {}
         self.failures: dict[str, int] = {}
 
-    def count_restart(self, name: str) -> None:
-        self.restarts[name] = self.restarts.get(name, 0) + 1
-        if self.restarts[name] > MAX_RESTARTS:
-            raise StackError(f"{name} keeps exiting ({MAX_RESTARTS} restarts); giving up")
+    def count_restart(self, name: str) -> int:
+        """Record a restart of ``name`` now; how many it had within the window (this one
+        included). StackError beyond ``MAX_RESTARTS``."""
+        now = self.clock()
+        recent = [t for t in self.restarts.get(name, []) if now - t < RESTART_WINDOW_SECONDS]
+        recent.append(now)
+        self.restarts[name] = recent
+        if len(recent) > MAX_RESTARTS:
+            minutes = RESTART_WINDOW_SECONDS / 60
+            raise StackError(
+                f"{name} keeps exiting ({MAX_RESTARTS} restarts within {minutes:g} min); giving up"
+            )
+        pause = BACKOFF_SECONDS[min(len(recent), len(BACKOFF_SECONDS)) - 1]
+        self.not_before[name] = now + pause
+        return len(recent)
+
+    def waiting(self, name: str) -> bool:
+        """``name`` was restarted a moment ago: its next restart waits (the backoff)."""
+        return self.clock() < self.not_before.get(name, float("-inf"))
 
     def forget(self, name: str) -> None:
         """Drop the failed probes of a part that is down on purpose."""
         self.failures.pop(name, None)
 
+    def _restart(self, name: str, restart: Callable[[], object], done: str | None) -> bool:
+        """Count and run one restart; True if it started. A failed start is said, and the
+        part is left for the next round (after its pause)."""
+        self.count_restart(name)
+        try:
+            restart()
+        except StackError as exc:
+            left = self.not_before[name] - self.clock()
+            self.say(
+                f"{name} did not start again: {first_line(exc)}; "
+                f"trying again in {max(left, 0):.0f}s"
+            )
+            return False
+        if done:
+            self.say(done)
+        return True
+
     def restart_exited(self, exited: Iterable[Exited]) -> bool:
-        """Restart each part as it is found ended; True if any was."""
+        """Restart each part found ended (unless its pause runs); True if any was tried."""
         changed = False
         for part in exited:
-            self.count_restart(part.name)
+            if self.waiting(part.name):
+                continue
             self.say(part.said)
-            part.restart()
-            if part.done:
-                self.say(part.done)
+            self._restart(part.name, part.restart, part.done)
             changed = True
         return changed
 
@@ -79,6 +132,11 @@ class RestartPolicy:
                 break
             if server_down and check.name in NEEDS_SERVER:
                 continue  # its health route asks the server: judged once the server answers
+            if self.waiting(check.name):
+                # Restarted a moment ago: give it its pause to come up (and judge nothing
+                # that asks it meanwhile).
+                server_down = server_down or check.name == "prefect-server"
+                continue
             result = check.probe()
             if check.name == "prefect-server":
                 server_down = not result.ok
@@ -89,12 +147,10 @@ class RestartPolicy:
             if failed < self.unhealthy_checks:
                 continue
             self.forget(check.name)
-            self.count_restart(check.name)
             self.say(
                 f"{check.name} is unhealthy: {result.reason} ({failed} probes in a row); "
                 "restarting it"
             )
-            check.restart()
-            self.say(f"{check.name} restarted")
+            self._restart(check.name, check.restart, f"{check.name} restarted")
             changed = True
         return changed

@@ -33,18 +33,19 @@ class Component(BaseModel):
     """One supervised process (or, for the sshd pair, one listener)."""
 
     name: str
-    pid: int
-    start_ticks: int
+    pid: int | None = None  # None: down (it died and is not running again yet)
+    start_ticks: int | None = None
     url: str | None = None
     health_url: str | None = None
     log: str | None = None
 
     @property
     def key(self) -> PidKey:
+        assert self.pid is not None and self.start_ticks is not None, f"{self.name} is down"
         return self.pid, self.start_ticks
 
     def alive(self) -> bool:
-        return alive(self.key)
+        return self.pid is not None and self.start_ticks is not None and alive(self.key)
 
 
 class StackState(BaseModel):

@@ -4,7 +4,8 @@ Order: the simulated site first (its site file must exist before any flow run re
 then the Prefect stack (server with UI, pool and limits, ``prefect deploy --all``, worker),
 then the facade (uvicorn in its own process). The state file is written once everything
 answers; ``topup down`` signals the supervisor, which stops the parts in reverse order. A
-part that dies or stops answering is restarted; one that keeps dying ends the stack.
+part that dies or stops answering is restarted (a restart that fails is tried again after a
+pause); one that keeps dying ends the stack.
 
 With ``ha`` (``topup up --ha``) the Prefect side is ``topup_cli.ha.HaPrefectStack`` (API
 servers + services process on PostgreSQL and Redis, behind HAProxy) and the facade runs as

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
@@ -88,8 +89,8 @@ def test_up_status_down(data: Path) -> None:
 
         state = read_state(data / "stack.json")
         assert state is not None
-        pids = {c.pid for c in state.components}
-        pids |= {pid for c in state.components for pid, _ in descendants(c.pid)}
+        listed = [c.pid for c in state.components if c.pid is not None]
+        pids = set(listed) | {pid for p in listed for pid, _ in descendants(p)}
         pair = SshPair(workdir=data / "sim/.sim/sshd", stop_at_exit=False)
         assert pair.processes()
 
@@ -198,6 +199,26 @@ def test_up_sim_restarts_a_hung_sshd_and_logs_notifications(data: Path) -> None:
         assert not Path(f"/proc/{stopped}").exists() or not _not_zombie(stopped)
         stopped = None
 
+        # The facade dies while another process takes its port for a moment: its restart
+        # fails, is said, and is tried again after a pause; the stack does not give up.
+        facade = state.component("facade")
+        assert facade is not None and facade.pid is not None
+        port = urlsplit(facade.url).port
+        assert port is not None
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            os.kill(facade.pid, signal.SIGKILL)
+            wait_for(lambda: _bound(holder, port), 30, "the facade's port", interval=0.01)
+            holder.listen()
+            wait_for(lambda: "facade did not start again" in log.read_text(), 120, "a failed start")
+        finally:
+            holder.close()
+        after = wait_for(healthy, 120, "healthy again after the failed restart")
+        new = {c["name"]: c for c in after["components"]}["facade"]
+        assert new["pid"] != facade.pid and new["url"] == facade.url
+        assert "giving up" not in log.read_text()
+
         # A run of a notifying flow is aborted: the server's automation posts to the
         # receiver, which writes the notification to the log file. Scheduled far ahead so
         # that the worker leaves it alone.
@@ -241,3 +262,12 @@ def test_up_sim_restarts_a_hung_sshd_and_logs_notifications(data: Path) -> None:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=120)
     assert processes_using(data) == []
+
+
+def _bound(sock: socket.socket, port: int) -> bool:
+    """Bind ``sock`` to ``port`` on loopback once its owner released it."""
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True

@@ -199,8 +199,15 @@ class HaEnv:
 
     def state(self) -> StackState:
         state = read_state(self.state_file)
-        assert state is not None, "no state file: is `topup up --ha` running?"
+        assert state is not None, f"no state file: is `topup up --ha` running?\n{self.up_log()}"
         return state
+
+    def up_log(self, chars: int = 4000) -> str:
+        """The end of what `topup up --ha` said (its restarts, and why it gave up)."""
+        try:
+            return (self.data.parent / "up.log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
 
     def component(self, name: str) -> Component:
         comp = self.state().component(name)
@@ -210,11 +217,22 @@ class HaEnv:
     def kill(self, name: str) -> None:
         """SIGKILL a component and everything below it (a crashed process, not a stop)."""
         comp = self.component(name)
+        assert comp.pid is not None
         signal_tree([comp.key, *descendants(comp.pid)], signal.SIGKILL)
 
     def healthy(self) -> bool:
-        assert self.up.poll() is None, "the supervisor exited"
+        assert self.up.poll() is None, f"the supervisor exited:\n{self.up_log()}"
         return stack_status(self.state_file).all_healthy
+
+    def wait_healthy(self, timeout: float, what: str) -> None:
+        """Until every part is alive and answers; on time-out, which did not, and what the
+        supervisor said."""
+        try:
+            wait_for(self.healthy, timeout, what, interval=0.25)
+        except AssertionError as exc:
+            status = stack_status(self.state_file)
+            down = [c for c in status.components if not (c.alive and c.healthy)]
+            raise AssertionError(f"{exc}; not healthy: {down}\n{self.up_log()}") from None
 
     def runs(self) -> StackRuns:
         return StackRuns(self.clients)
@@ -386,8 +404,8 @@ def ha_env(sim_ssh: SshPair) -> Iterator[HaEnv]:
         yield ha
         # `topup down` stops every process `topup up --ha` started.
         state = ha.state()
-        pids = {c.pid for c in state.components}
-        pids |= {pid for c in state.components for pid, _ in descendants(c.pid)}
+        listed = [c.pid for c in state.components if c.pid is not None]
+        pids = set(listed) | {pid for p in listed for pid, _ in descendants(p)}
         clients.stop()
         res = runner.invoke(app, ["down", "--data-dir", str(data)])
         assert res.exit_code == 0, res.output

@@ -10,6 +10,8 @@ tests/ha/test_ha_stack.py.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +33,7 @@ from deployments.recovery import (
 )
 from tests.stack.test_notifications import Receiver
 from topup_cli.stack import PrefectStack
+from topup_cli.stack_settings import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +133,87 @@ def test_crashed_runs_rescheduled_or_left_for_a_person(
     first, second, found = out["automations"]
     assert first == second and len(found) == 1
     assert found[0].trigger.posture == "Proactive"
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _relay(port: int, target: int) -> asyncio.Server:
+    """A TCP relay from ``port`` to the stack's API: the API coming back on the loop's URL."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(
+            _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
+        )
+
+    return await asyncio.start_server(handle, "127.0.0.1", port)
+
+
+async def _until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _start_while_away(stack: PrefectStack, failures: list[str]) -> tuple[bool, int]:
+    """The loop starts on a URL where nothing answers yet; then the API appears there."""
+    port = free_port()
+    settings = RecoverySettings(poll_seconds=0.2, name=f"late-{uuid.uuid4().hex[:8]}")
+    stop = asyncio.Event()
+    async with (
+        PrefectClient(api=f"http://127.0.0.1:{port}/api") as away,
+        PrefectClient(api=stack.api_url) as direct,
+    ):
+        loop = asyncio.create_task(Recoverer(away, settings).run_forever(stop))
+
+        async def failed_twice() -> bool:
+            assert not loop.done(), loop  # the loop must outlive the missing API
+            return len(failures) >= 2
+
+        await _until(failed_twice, 120, "two failed passes")
+        relay = await _relay(port, int(stack.api_url.rsplit(":", 1)[1].split("/")[0]))
+        name = f"{settings.name}-crashed"
+        try:
+
+            async def detection_made() -> bool:
+                return bool(await direct.read_automations_by_name(name))
+
+            await _until(detection_made, 120, "the detection automation")
+            running = not loop.done()
+        finally:
+            stop.set()
+            await asyncio.wait_for(loop, 60)
+            relay.close()
+            found = await direct.read_automations_by_name(name)
+            for automation in found:
+                await direct.delete_automation(automation.id)
+    return running, len(found)
+
+
+def test_a_loop_started_while_the_api_is_away_waits_for_it(stack: PrefectStack) -> None:
+    """Started during a restart or failover, the loop keeps trying instead of exiting (its
+    supervisor would restart it in a loop, and give up on the stack after five)."""
+    failures: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "recovery pass failed" in record.getMessage():
+                failures.append(record.getMessage())
+
+    handler = Seen()
+    logger = logging.getLogger("topup.deployments.recovery")
+    logger.addHandler(handler)
+    try:
+        running, automations = asyncio.run(_start_while_away(stack, failures))
+    finally:
+        logger.removeHandler(handler)
+    assert running
+    assert automations == 1  # made once the API answered, by the same loop

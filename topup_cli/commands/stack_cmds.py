@@ -125,7 +125,7 @@ def status(
     for col in ("component", "pid", "alive", "healthy", "url"):
         table.add_column(col)
     for c in st.components:
-        table.add_row(c.name, str(c.pid), _yes(c.alive), _yes(c.healthy), c.url or "")
+        table.add_row(c.name, str(c.pid or "-"), _yes(c.alive), _yes(c.healthy), c.url or "")
     console.print(table)
     _print_waiting(waiting)
     raise typer.Exit(0 if st.all_healthy else 1)
