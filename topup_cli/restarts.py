@@ -50,7 +50,10 @@ class Check:
 def first_line(exc: BaseException) -> str:
     """The headline of a failed start (its log tail follows on the next lines)."""
     text = str(exc).strip()
-    return text.splitlines()[0].rstrip(":") if text else type(exc).__name__
+    line = text.splitlines()[0].rstrip(":") if text else ""
+    if isinstance(exc, StackError):
+        return line or "StackError"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 class RestartPolicy:
@@ -100,7 +103,7 @@ class RestartPolicy:
         self.count_restart(name)
         try:
             restart()
-        except StackError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failed start is retried; the budget ends a loop
             left = self.not_before[name] - self.clock()
             self.say(
                 f"{name} did not start again: {first_line(exc)}; "

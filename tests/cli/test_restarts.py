@@ -123,3 +123,25 @@ def test_an_unhealthy_part_whose_restart_fails_is_left_its_pause() -> None:
     pol.restart_unhealthy(checks, stop)
     assert part.starts == 2
     assert said[-1] == "facade restarted"
+
+
+def test_a_start_that_cannot_even_spawn_is_retried_like_any_failed_start() -> None:
+    """An OSError from Popen (no file descriptors left, say) is a failed start too: said
+    with its type, retried after the pause, and never taken for the supervisor's own end."""
+    clock = Clock()
+    pol, said = policy(clock)
+    starts: list[int] = []
+
+    def spawn() -> None:
+        starts.append(1)
+        if len(starts) == 1:
+            raise OSError(24, "Too many open files")
+
+    exited = [Exited("recovery", "the recovery loop exited; restarting it", spawn)]
+    pol.restart_exited(exited)
+    assert said[-1] == (
+        "recovery did not start again: OSError: [Errno 24] Too many open files; trying again in 1s"
+    )
+    clock.now += BACKOFF_SECONDS[0]
+    pol.restart_exited(exited)
+    assert len(starts) == 2
