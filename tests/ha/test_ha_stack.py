@@ -161,11 +161,11 @@ def test_ha_stack_is_whole(ha_env: HaEnv) -> None:
         assert "flow_run" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
-    assert httpx.get(f"{ha_env.state().facade_url}/api/health", timeout=5).status_code == 200
+    assert httpx.get(f"{ha_env.state().facade_url}/api/health", timeout=15).status_code == 200
     # A worker in a namespace reaches the API only through its gateway: not over loopback.
     host = ha_env.hosts[0]
     probe = subprocess.run(
-        [*host.wrap(), "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3",
+        [*host.wrap(), "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "15",
          f"http://{host.gateway}:{ha_env.relays['api'][0]}/api/health"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
