@@ -73,9 +73,9 @@ class RestartPolicy:
         self.not_before: dict[str, float] = {}
         self.failures: dict[str, int] = {}
 
-    def count_restart(self, name: str) -> int:
-        """Record a restart of ``name`` now; how many it had within the window (this one
-        included). StackError beyond ``MAX_RESTARTS``."""
+    def count_restart(self, name: str) -> None:
+        """Record a restart of ``name`` now and set its pause; StackError beyond
+        ``MAX_RESTARTS`` within the window."""
         now = self.clock()
         recent = [t for t in self.restarts.get(name, []) if now - t < RESTART_WINDOW_SECONDS]
         recent.append(now)
@@ -87,7 +87,6 @@ class RestartPolicy:
             )
         pause = BACKOFF_SECONDS[min(len(recent), len(BACKOFF_SECONDS)) - 1]
         self.not_before[name] = now + pause
-        return len(recent)
 
     def waiting(self, name: str) -> bool:
         """``name`` was restarted a moment ago: its next restart waits (the backoff)."""
@@ -97,9 +96,9 @@ class RestartPolicy:
         """Drop the failed probes of a part that is down on purpose."""
         self.failures.pop(name, None)
 
-    def _restart(self, name: str, restart: Callable[[], object], done: str | None) -> bool:
-        """Count and run one restart; True if it started. A failed start is said, and the
-        part is left for the next round (after its pause)."""
+    def _restart(self, name: str, restart: Callable[[], object], done: str | None) -> None:
+        """Count and run one restart. A failed start is said, and the part is left for the
+        next round (after its pause)."""
         self.count_restart(name)
         try:
             restart()
@@ -109,10 +108,9 @@ class RestartPolicy:
                 f"{name} did not start again: {first_line(exc)}; "
                 f"trying again in {max(left, 0):.0f}s"
             )
-            return False
-        if done:
-            self.say(done)
-        return True
+        else:
+            if done:
+                self.say(done)
 
     def restart_exited(self, exited: Iterable[Exited]) -> bool:
         """Restart each part found ended (unless its pause runs); True if any was tried."""

@@ -151,11 +151,13 @@ class TopupServices:
         """The recovery loop, the facade(s) and the receiver, for the state file."""
         out: list[Component] = []
         if self.recovery is not None:
-            out += component("recovery", running(self.recovery), log=str(self.recovery.log_path))
+            out.append(
+                component("recovery", running(self.recovery), log=str(self.recovery.log_path))
+            )
         for name, proc in self.facades.items():
             base = f"http://{self.host}:{self.facade_ports[name]}"
-            out += component(
-                name, running(proc), url=f"{base}/docs", health_url=f"{base}/api/health"
+            out.append(
+                component(name, running(proc), url=f"{base}/docs", health_url=f"{base}/api/health")
             )
         for name, proc, url, health_url in (
             ("facade", self.facade, f"{self.facade_url}/docs", f"{self.facade_url}/api/health"),
@@ -168,7 +170,7 @@ class TopupServices:
         ):
             if proc is not None:
                 log = str(proc.log_path)
-                out += component(name, running(proc), url=url, health_url=health_url, log=log)
+                out.append(component(name, running(proc), url=url, health_url=health_url, log=log))
         return out
 
     def stop_api_clients(self) -> bool:
